@@ -1,0 +1,142 @@
+package policy
+
+import "time"
+
+// Mode says what a policy's decisions do. The zero value is ModeEnforce.
+type Mode uint8
+
+const (
+	// ModeEnforce makes decisions change responses.
+	ModeEnforce Mode = iota
+	// ModeReportOnly makes decisions that enforcement points log and count
+	// but never apply.
+	ModeReportOnly
+	// ModeDisabled makes no decision: every request is KindNotCORS with
+	// ReasonPolicyDisabled and no headers.
+	ModeDisabled
+)
+
+// Config is the uncompiled, user-supplied form of a policy. Field names in
+// FieldError.Field use the snake_case names of the matching proto fields
+// (`origins[2].pattern`, `max_age`), so callers can report them verbatim.
+type Config struct {
+	// Name identifies the policy in decisions and messages ("policies/acme").
+	// It is metadata: Compile does not validate it.
+	Name string
+	// Revision is metadata copied into every Decision.
+	Revision int64
+
+	Origins                []Origin
+	AllowedMethods         []string
+	AllowedRequestHeaders  []string
+	ExposedResponseHeaders []string
+	// MaxAge is emitted as Access-Control-Max-Age when MaxAgeSet is true.
+	MaxAge              time.Duration
+	MaxAgeSet           bool
+	AllowPrivateNetwork bool
+	// Hosts are request hosts the policy governs ("api.example.com",
+	// "*.api.example.com"); validated and normalized, used by selectors.
+	Hosts                 []string
+	Mode                  Mode
+	CrossOriginProtection bool
+	// PreflightSuccessStatus is 200 or 204; 0 means 204.
+	PreflightSuccessStatus int
+	// PreflightFailureStatus is 400..499; 0 means 403.
+	PreflightFailureStatus int
+}
+
+// Origin is one trusted origin rule.
+type Origin struct {
+	Pattern          string
+	AllowCredentials bool
+	Description      string
+	// DangerouslyAllowCredentialsUnderPublicSuffix permits credentials for a
+	// wildcard directly under a public suffix (https://*.github.io).
+	DangerouslyAllowCredentialsUnderPublicSuffix bool
+	// DangerouslyAllowInsecureCredentials permits credentials for an origin
+	// that is neither https, loopback nor localhost.
+	DangerouslyAllowInsecureCredentials bool
+}
+
+// Request is what a decision needs of one HTTP request. Header fields hold
+// the raw value (several field lines already joined with ", "); empty means
+// absent.
+type Request struct {
+	Method                             string
+	Host                               string // request host, with or without port
+	Origin                             string
+	AccessControlRequestMethod         string
+	AccessControlRequestHeaders        string
+	AccessControlRequestPrivateNetwork string
+	SecFetchSite                       string
+}
+
+// Kind classifies a request.
+type Kind uint8
+
+const (
+	KindUnspecified Kind = iota
+	KindPreflight
+	KindActual
+	KindNotCORS
+)
+
+// Reason is the machine-readable cause of a decision. The numeric values
+// match the corsd.v1.Reason proto enum.
+type Reason uint8
+
+const (
+	ReasonUnspecified Reason = iota
+	ReasonAllowed
+	ReasonNoOrigin
+	ReasonOriginNotAllowed
+	ReasonOriginMalformed
+	ReasonMethodNotAllowed
+	ReasonHeaderNotAllowed
+	ReasonHeadersMalformed
+	ReasonPrivateNetworkNotAllowed
+	ReasonCrossOriginRefused
+	ReasonPolicyDisabled
+	ReasonNoPolicy
+	ReasonMethodMalformed
+)
+
+// Header is one response header to emit. Name is in canonical MIME form.
+// Append is true only for Vary, which must be appended to, never replaced.
+type Header struct {
+	Name   string
+	Value  string
+	Append bool
+}
+
+// MaxHeaders bounds the number of headers a Decision carries.
+const MaxHeaders = 8
+
+// Decision is the answer to one request. It is a value: Check allocates
+// nothing to build it, and its header values are strings that the compiled
+// policy or the request already hold.
+type Decision struct {
+	Kind Kind
+	// Allowed: for a preflight, it succeeds; for an actual request, its origin
+	// may read the response and cross-origin protection did not refuse it.
+	Allowed bool
+	// Status is non-zero when the enforcement point must answer the request
+	// itself (preflights; requests refused by cross-origin protection).
+	Status int
+	Reason Reason
+	// Policy and Revision come from the Config the policy was compiled from.
+	Policy   string
+	Revision int64
+	Mode     Mode
+	// Origin is the request's Origin as received (for messages and logs).
+	Origin string
+	// Detail names what was refused (the method or header), for Message.
+	Detail string
+
+	headers [MaxHeaders]Header
+	n       uint8
+}
+
+// Headers returns the response headers to emit, in order. The slice aliases
+// d; copy values before handing them to an http.Header.
+func (d *Decision) Headers() []Header { return d.headers[:d.n] }
