@@ -28,6 +28,10 @@ var (
 	ErrWatchTooSlow = errors.New("store: watcher too slow; resume from its last revision")
 	// ErrClosed: the store is closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrInvalidArgument: the call itself is malformed (a page token that
+	// the store did not issue, a negative page size or limit, a policy
+	// without a name); retrying it unchanged fails again.
+	ErrInvalidArgument = errors.New("store: invalid argument")
 )
 
 // Precondition makes a write conditional. The zero value is unconditional.

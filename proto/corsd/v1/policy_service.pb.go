@@ -896,6 +896,89 @@ func (x *ListChangesResponse) GetNextPageToken() string {
 	return ""
 }
 
+// BackupDatabaseRequest is the request of BackupDatabase.
+type BackupDatabaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupDatabaseRequest) Reset() {
+	*x = BackupDatabaseRequest{}
+	mi := &file_corsd_v1_policy_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupDatabaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupDatabaseRequest) ProtoMessage() {}
+
+func (x *BackupDatabaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_corsd_v1_policy_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupDatabaseRequest.ProtoReflect.Descriptor instead.
+func (*BackupDatabaseRequest) Descriptor() ([]byte, []int) {
+	return file_corsd_v1_policy_service_proto_rawDescGZIP(), []int{16}
+}
+
+// BackupDatabaseResponse is one chunk of the database copy, in order.
+type BackupDatabaseResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The next bytes of the file.
+	Data          []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupDatabaseResponse) Reset() {
+	*x = BackupDatabaseResponse{}
+	mi := &file_corsd_v1_policy_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupDatabaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupDatabaseResponse) ProtoMessage() {}
+
+func (x *BackupDatabaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_corsd_v1_policy_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupDatabaseResponse.ProtoReflect.Descriptor instead.
+func (*BackupDatabaseResponse) Descriptor() ([]byte, []int) {
+	return file_corsd_v1_policy_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *BackupDatabaseResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 var File_corsd_v1_policy_service_proto protoreflect.FileDescriptor
 
 const file_corsd_v1_policy_service_proto_rawDesc = "" +
@@ -950,7 +1033,10 @@ const file_corsd_v1_policy_service_proto_rawDesc = "" +
 	"\x06policy\x18\x04 \x01(\tR\x06policy\"i\n" +
 	"\x13ListChangesResponse\x12*\n" +
 	"\achanges\x18\x01 \x03(\v2\x10.corsd.v1.ChangeR\achanges\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xf2\x04\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x17\n" +
+	"\x15BackupDatabaseRequest\",\n" +
+	"\x16BackupDatabaseResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data2\xc9\x05\n" +
 	"\rPolicyService\x12M\n" +
 	"\fCreatePolicy\x12\x1d.corsd.v1.CreatePolicyRequest\x1a\x1e.corsd.v1.CreatePolicyResponse\x12D\n" +
 	"\tGetPolicy\x12\x1a.corsd.v1.GetPolicyRequest\x1a\x1b.corsd.v1.GetPolicyResponse\x12M\n" +
@@ -959,7 +1045,8 @@ const file_corsd_v1_policy_service_proto_rawDesc = "" +
 	"\fDeletePolicy\x12\x1d.corsd.v1.DeletePolicyRequest\x1a\x1e.corsd.v1.DeletePolicyResponse\x12D\n" +
 	"\tAddOrigin\x12\x1a.corsd.v1.AddOriginRequest\x1a\x1b.corsd.v1.AddOriginResponse\x12M\n" +
 	"\fRemoveOrigin\x12\x1d.corsd.v1.RemoveOriginRequest\x1a\x1e.corsd.v1.RemoveOriginResponse\x12J\n" +
-	"\vListChanges\x12\x1c.corsd.v1.ListChangesRequest\x1a\x1d.corsd.v1.ListChangesResponseB/Z-github.com/corsd/corsd/proto/corsd/v1;corsdv1b\x06proto3"
+	"\vListChanges\x12\x1c.corsd.v1.ListChangesRequest\x1a\x1d.corsd.v1.ListChangesResponse\x12U\n" +
+	"\x0eBackupDatabase\x12\x1f.corsd.v1.BackupDatabaseRequest\x1a .corsd.v1.BackupDatabaseResponse0\x01B/Z-github.com/corsd/corsd/proto/corsd/v1;corsdv1b\x06proto3"
 
 var (
 	file_corsd_v1_policy_service_proto_rawDescOnce sync.Once
@@ -973,41 +1060,43 @@ func file_corsd_v1_policy_service_proto_rawDescGZIP() []byte {
 	return file_corsd_v1_policy_service_proto_rawDescData
 }
 
-var file_corsd_v1_policy_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_corsd_v1_policy_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_corsd_v1_policy_service_proto_goTypes = []any{
-	(*CreatePolicyRequest)(nil),   // 0: corsd.v1.CreatePolicyRequest
-	(*CreatePolicyResponse)(nil),  // 1: corsd.v1.CreatePolicyResponse
-	(*GetPolicyRequest)(nil),      // 2: corsd.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),     // 3: corsd.v1.GetPolicyResponse
-	(*ListPoliciesRequest)(nil),   // 4: corsd.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),  // 5: corsd.v1.ListPoliciesResponse
-	(*UpdatePolicyRequest)(nil),   // 6: corsd.v1.UpdatePolicyRequest
-	(*UpdatePolicyResponse)(nil),  // 7: corsd.v1.UpdatePolicyResponse
-	(*DeletePolicyRequest)(nil),   // 8: corsd.v1.DeletePolicyRequest
-	(*DeletePolicyResponse)(nil),  // 9: corsd.v1.DeletePolicyResponse
-	(*AddOriginRequest)(nil),      // 10: corsd.v1.AddOriginRequest
-	(*AddOriginResponse)(nil),     // 11: corsd.v1.AddOriginResponse
-	(*RemoveOriginRequest)(nil),   // 12: corsd.v1.RemoveOriginRequest
-	(*RemoveOriginResponse)(nil),  // 13: corsd.v1.RemoveOriginResponse
-	(*ListChangesRequest)(nil),    // 14: corsd.v1.ListChangesRequest
-	(*ListChangesResponse)(nil),   // 15: corsd.v1.ListChangesResponse
-	(*Policy)(nil),                // 16: corsd.v1.Policy
-	(*fieldmaskpb.FieldMask)(nil), // 17: google.protobuf.FieldMask
-	(*OriginRule)(nil),            // 18: corsd.v1.OriginRule
-	(*Change)(nil),                // 19: corsd.v1.Change
+	(*CreatePolicyRequest)(nil),    // 0: corsd.v1.CreatePolicyRequest
+	(*CreatePolicyResponse)(nil),   // 1: corsd.v1.CreatePolicyResponse
+	(*GetPolicyRequest)(nil),       // 2: corsd.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),      // 3: corsd.v1.GetPolicyResponse
+	(*ListPoliciesRequest)(nil),    // 4: corsd.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),   // 5: corsd.v1.ListPoliciesResponse
+	(*UpdatePolicyRequest)(nil),    // 6: corsd.v1.UpdatePolicyRequest
+	(*UpdatePolicyResponse)(nil),   // 7: corsd.v1.UpdatePolicyResponse
+	(*DeletePolicyRequest)(nil),    // 8: corsd.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),   // 9: corsd.v1.DeletePolicyResponse
+	(*AddOriginRequest)(nil),       // 10: corsd.v1.AddOriginRequest
+	(*AddOriginResponse)(nil),      // 11: corsd.v1.AddOriginResponse
+	(*RemoveOriginRequest)(nil),    // 12: corsd.v1.RemoveOriginRequest
+	(*RemoveOriginResponse)(nil),   // 13: corsd.v1.RemoveOriginResponse
+	(*ListChangesRequest)(nil),     // 14: corsd.v1.ListChangesRequest
+	(*ListChangesResponse)(nil),    // 15: corsd.v1.ListChangesResponse
+	(*BackupDatabaseRequest)(nil),  // 16: corsd.v1.BackupDatabaseRequest
+	(*BackupDatabaseResponse)(nil), // 17: corsd.v1.BackupDatabaseResponse
+	(*Policy)(nil),                 // 18: corsd.v1.Policy
+	(*fieldmaskpb.FieldMask)(nil),  // 19: google.protobuf.FieldMask
+	(*OriginRule)(nil),             // 20: corsd.v1.OriginRule
+	(*Change)(nil),                 // 21: corsd.v1.Change
 }
 var file_corsd_v1_policy_service_proto_depIdxs = []int32{
-	16, // 0: corsd.v1.CreatePolicyRequest.policy:type_name -> corsd.v1.Policy
-	16, // 1: corsd.v1.CreatePolicyResponse.policy:type_name -> corsd.v1.Policy
-	16, // 2: corsd.v1.GetPolicyResponse.policy:type_name -> corsd.v1.Policy
-	16, // 3: corsd.v1.ListPoliciesResponse.policies:type_name -> corsd.v1.Policy
-	16, // 4: corsd.v1.UpdatePolicyRequest.policy:type_name -> corsd.v1.Policy
-	17, // 5: corsd.v1.UpdatePolicyRequest.update_mask:type_name -> google.protobuf.FieldMask
-	16, // 6: corsd.v1.UpdatePolicyResponse.policy:type_name -> corsd.v1.Policy
-	18, // 7: corsd.v1.AddOriginRequest.origin:type_name -> corsd.v1.OriginRule
-	16, // 8: corsd.v1.AddOriginResponse.policy:type_name -> corsd.v1.Policy
-	16, // 9: corsd.v1.RemoveOriginResponse.policy:type_name -> corsd.v1.Policy
-	19, // 10: corsd.v1.ListChangesResponse.changes:type_name -> corsd.v1.Change
+	18, // 0: corsd.v1.CreatePolicyRequest.policy:type_name -> corsd.v1.Policy
+	18, // 1: corsd.v1.CreatePolicyResponse.policy:type_name -> corsd.v1.Policy
+	18, // 2: corsd.v1.GetPolicyResponse.policy:type_name -> corsd.v1.Policy
+	18, // 3: corsd.v1.ListPoliciesResponse.policies:type_name -> corsd.v1.Policy
+	18, // 4: corsd.v1.UpdatePolicyRequest.policy:type_name -> corsd.v1.Policy
+	19, // 5: corsd.v1.UpdatePolicyRequest.update_mask:type_name -> google.protobuf.FieldMask
+	18, // 6: corsd.v1.UpdatePolicyResponse.policy:type_name -> corsd.v1.Policy
+	20, // 7: corsd.v1.AddOriginRequest.origin:type_name -> corsd.v1.OriginRule
+	18, // 8: corsd.v1.AddOriginResponse.policy:type_name -> corsd.v1.Policy
+	18, // 9: corsd.v1.RemoveOriginResponse.policy:type_name -> corsd.v1.Policy
+	21, // 10: corsd.v1.ListChangesResponse.changes:type_name -> corsd.v1.Change
 	0,  // 11: corsd.v1.PolicyService.CreatePolicy:input_type -> corsd.v1.CreatePolicyRequest
 	2,  // 12: corsd.v1.PolicyService.GetPolicy:input_type -> corsd.v1.GetPolicyRequest
 	4,  // 13: corsd.v1.PolicyService.ListPolicies:input_type -> corsd.v1.ListPoliciesRequest
@@ -1016,16 +1105,18 @@ var file_corsd_v1_policy_service_proto_depIdxs = []int32{
 	10, // 16: corsd.v1.PolicyService.AddOrigin:input_type -> corsd.v1.AddOriginRequest
 	12, // 17: corsd.v1.PolicyService.RemoveOrigin:input_type -> corsd.v1.RemoveOriginRequest
 	14, // 18: corsd.v1.PolicyService.ListChanges:input_type -> corsd.v1.ListChangesRequest
-	1,  // 19: corsd.v1.PolicyService.CreatePolicy:output_type -> corsd.v1.CreatePolicyResponse
-	3,  // 20: corsd.v1.PolicyService.GetPolicy:output_type -> corsd.v1.GetPolicyResponse
-	5,  // 21: corsd.v1.PolicyService.ListPolicies:output_type -> corsd.v1.ListPoliciesResponse
-	7,  // 22: corsd.v1.PolicyService.UpdatePolicy:output_type -> corsd.v1.UpdatePolicyResponse
-	9,  // 23: corsd.v1.PolicyService.DeletePolicy:output_type -> corsd.v1.DeletePolicyResponse
-	11, // 24: corsd.v1.PolicyService.AddOrigin:output_type -> corsd.v1.AddOriginResponse
-	13, // 25: corsd.v1.PolicyService.RemoveOrigin:output_type -> corsd.v1.RemoveOriginResponse
-	15, // 26: corsd.v1.PolicyService.ListChanges:output_type -> corsd.v1.ListChangesResponse
-	19, // [19:27] is the sub-list for method output_type
-	11, // [11:19] is the sub-list for method input_type
+	16, // 19: corsd.v1.PolicyService.BackupDatabase:input_type -> corsd.v1.BackupDatabaseRequest
+	1,  // 20: corsd.v1.PolicyService.CreatePolicy:output_type -> corsd.v1.CreatePolicyResponse
+	3,  // 21: corsd.v1.PolicyService.GetPolicy:output_type -> corsd.v1.GetPolicyResponse
+	5,  // 22: corsd.v1.PolicyService.ListPolicies:output_type -> corsd.v1.ListPoliciesResponse
+	7,  // 23: corsd.v1.PolicyService.UpdatePolicy:output_type -> corsd.v1.UpdatePolicyResponse
+	9,  // 24: corsd.v1.PolicyService.DeletePolicy:output_type -> corsd.v1.DeletePolicyResponse
+	11, // 25: corsd.v1.PolicyService.AddOrigin:output_type -> corsd.v1.AddOriginResponse
+	13, // 26: corsd.v1.PolicyService.RemoveOrigin:output_type -> corsd.v1.RemoveOriginResponse
+	15, // 27: corsd.v1.PolicyService.ListChanges:output_type -> corsd.v1.ListChangesResponse
+	17, // 28: corsd.v1.PolicyService.BackupDatabase:output_type -> corsd.v1.BackupDatabaseResponse
+	20, // [20:29] is the sub-list for method output_type
+	11, // [11:20] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -1043,7 +1134,7 @@ func file_corsd_v1_policy_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_corsd_v1_policy_service_proto_rawDesc), len(file_corsd_v1_policy_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

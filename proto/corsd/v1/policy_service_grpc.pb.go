@@ -19,14 +19,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PolicyService_CreatePolicy_FullMethodName = "/corsd.v1.PolicyService/CreatePolicy"
-	PolicyService_GetPolicy_FullMethodName    = "/corsd.v1.PolicyService/GetPolicy"
-	PolicyService_ListPolicies_FullMethodName = "/corsd.v1.PolicyService/ListPolicies"
-	PolicyService_UpdatePolicy_FullMethodName = "/corsd.v1.PolicyService/UpdatePolicy"
-	PolicyService_DeletePolicy_FullMethodName = "/corsd.v1.PolicyService/DeletePolicy"
-	PolicyService_AddOrigin_FullMethodName    = "/corsd.v1.PolicyService/AddOrigin"
-	PolicyService_RemoveOrigin_FullMethodName = "/corsd.v1.PolicyService/RemoveOrigin"
-	PolicyService_ListChanges_FullMethodName  = "/corsd.v1.PolicyService/ListChanges"
+	PolicyService_CreatePolicy_FullMethodName   = "/corsd.v1.PolicyService/CreatePolicy"
+	PolicyService_GetPolicy_FullMethodName      = "/corsd.v1.PolicyService/GetPolicy"
+	PolicyService_ListPolicies_FullMethodName   = "/corsd.v1.PolicyService/ListPolicies"
+	PolicyService_UpdatePolicy_FullMethodName   = "/corsd.v1.PolicyService/UpdatePolicy"
+	PolicyService_DeletePolicy_FullMethodName   = "/corsd.v1.PolicyService/DeletePolicy"
+	PolicyService_AddOrigin_FullMethodName      = "/corsd.v1.PolicyService/AddOrigin"
+	PolicyService_RemoveOrigin_FullMethodName   = "/corsd.v1.PolicyService/RemoveOrigin"
+	PolicyService_ListChanges_FullMethodName    = "/corsd.v1.PolicyService/ListChanges"
+	PolicyService_BackupDatabase_FullMethodName = "/corsd.v1.PolicyService/BackupDatabase"
 )
 
 // PolicyServiceClient is the client API for PolicyService service.
@@ -59,6 +60,10 @@ type PolicyServiceClient interface {
 	// ListChanges pages through the audit log in revision order. Fails with
 	// OUT_OF_RANGE when start_revision has been compacted away.
 	ListChanges(ctx context.Context, in *ListChangesRequest, opts ...grpc.CallOption) (*ListChangesResponse, error)
+	// BackupDatabase streams a consistent copy of the whole database file
+	// while the server goes on serving. Needs the `read` scope. Start a server
+	// from the copy with `corsd --restore-from FILE`.
+	BackupDatabase(ctx context.Context, in *BackupDatabaseRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupDatabaseResponse], error)
 }
 
 type policyServiceClient struct {
@@ -149,6 +154,25 @@ func (c *policyServiceClient) ListChanges(ctx context.Context, in *ListChangesRe
 	return out, nil
 }
 
+func (c *policyServiceClient) BackupDatabase(ctx context.Context, in *BackupDatabaseRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupDatabaseResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &PolicyService_ServiceDesc.Streams[0], PolicyService_BackupDatabase_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BackupDatabaseRequest, BackupDatabaseResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PolicyService_BackupDatabaseClient = grpc.ServerStreamingClient[BackupDatabaseResponse]
+
 // PolicyServiceServer is the server API for PolicyService service.
 // All implementations must embed UnimplementedPolicyServiceServer
 // for forward compatibility.
@@ -179,6 +203,10 @@ type PolicyServiceServer interface {
 	// ListChanges pages through the audit log in revision order. Fails with
 	// OUT_OF_RANGE when start_revision has been compacted away.
 	ListChanges(context.Context, *ListChangesRequest) (*ListChangesResponse, error)
+	// BackupDatabase streams a consistent copy of the whole database file
+	// while the server goes on serving. Needs the `read` scope. Start a server
+	// from the copy with `corsd --restore-from FILE`.
+	BackupDatabase(*BackupDatabaseRequest, grpc.ServerStreamingServer[BackupDatabaseResponse]) error
 	mustEmbedUnimplementedPolicyServiceServer()
 }
 
@@ -212,6 +240,9 @@ func (UnimplementedPolicyServiceServer) RemoveOrigin(context.Context, *RemoveOri
 }
 func (UnimplementedPolicyServiceServer) ListChanges(context.Context, *ListChangesRequest) (*ListChangesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListChanges not implemented")
+}
+func (UnimplementedPolicyServiceServer) BackupDatabase(*BackupDatabaseRequest, grpc.ServerStreamingServer[BackupDatabaseResponse]) error {
+	return status.Error(codes.Unimplemented, "method BackupDatabase not implemented")
 }
 func (UnimplementedPolicyServiceServer) mustEmbedUnimplementedPolicyServiceServer() {}
 func (UnimplementedPolicyServiceServer) testEmbeddedByValue()                       {}
@@ -378,6 +409,17 @@ func _PolicyService_ListChanges_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PolicyService_BackupDatabase_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(BackupDatabaseRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(PolicyServiceServer).BackupDatabase(m, &grpc.GenericServerStream[BackupDatabaseRequest, BackupDatabaseResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PolicyService_BackupDatabaseServer = grpc.ServerStreamingServer[BackupDatabaseResponse]
+
 // PolicyService_ServiceDesc is the grpc.ServiceDesc for PolicyService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -418,6 +460,12 @@ var PolicyService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _PolicyService_ListChanges_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "BackupDatabase",
+			Handler:       _PolicyService_BackupDatabase_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "corsd/v1/policy_service.proto",
 }

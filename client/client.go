@@ -1,0 +1,273 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials/local"
+	"google.golang.org/grpc/status"
+
+	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
+)
+
+// Client is a thin, typed client of corsd's gRPC API. It is safe for
+// concurrent use. The zero value is not usable: build one with New or Dial.
+type Client struct {
+	policies  corsdv1.PolicyServiceClient
+	decisions corsdv1.DecisionServiceClient
+	closer    io.Closer // the connection Dial made; nil with New
+}
+
+// New returns a Client that calls corsd over cc. The caller owns cc:
+// Close does not close it.
+func New(cc grpc.ClientConnInterface) *Client {
+	return &Client{
+		policies:  corsdv1.NewPolicyServiceClient(cc),
+		decisions: corsdv1.NewDecisionServiceClient(cc),
+	}
+}
+
+// Policies returns the admin API client (create, get, list, update, delete
+// policies; add and remove origins; list changes).
+func (c *Client) Policies() corsdv1.PolicyServiceClient { return c.policies }
+
+// Decisions returns the decision API client (CheckOrigin, WatchPolicies).
+func (c *Client) Decisions() corsdv1.DecisionServiceClient { return c.decisions }
+
+// CheckOrigin asks corsd to decide one request. A refusal is a decision
+// with Allowed false, not an error. Services that decide often should use a
+// Watcher and Middleware instead, which decide locally.
+func (c *Client) CheckOrigin(ctx context.Context, req *corsdv1.CheckOriginRequest) (*corsdv1.Decision, error) {
+	resp, err := c.decisions.CheckOrigin(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetDecision(), nil
+}
+
+// ListAllPolicies returns every policy, following ListPolicies pages.
+func (c *Client) ListAllPolicies(ctx context.Context) ([]*corsdv1.Policy, error) {
+	var (
+		all   []*corsdv1.Policy
+		token string
+	)
+	for {
+		resp, err := c.policies.ListPolicies(ctx, &corsdv1.ListPoliciesRequest{PageSize: 1000, PageToken: token})
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, resp.GetPolicies()...)
+		token = resp.GetNextPageToken()
+		if token == "" {
+			return all, nil
+		}
+	}
+}
+
+// Close closes the connection that Dial made. It does nothing for a Client
+// made with New.
+func (c *Client) Close() error {
+	if c.closer == nil {
+		return nil
+	}
+	return c.closer.Close()
+}
+
+// DialOption configures Dial.
+type DialOption func(*dialConfig)
+
+type dialConfig struct {
+	token       string
+	tlsConfig   *tls.Config
+	useTLS      bool
+	caFile      string
+	plaintext   bool
+	dangerously bool
+	grpcOpts    []grpc.DialOption
+}
+
+// WithToken sends token as a bearer token (`authorization: Bearer TOKEN`)
+// on every call. The token is only ever sent over TLS or to a loopback
+// address: Dial refuses a token with plaintext to any other address, and the
+// credentials refuse at call time a connection that turns out insecure.
+func WithToken(token string) DialOption {
+	return func(c *dialConfig) { c.token = token }
+}
+
+// WithTLSConfig uses TLS with cfg (nil: the system roots). Use it for mTLS.
+func WithTLSConfig(cfg *tls.Config) DialOption {
+	return func(c *dialConfig) { c.useTLS, c.tlsConfig = true, cfg }
+}
+
+// WithCAFile uses TLS and verifies corsd's certificate against the PEM
+// certificates in path instead of the system roots.
+func WithCAFile(path string) DialOption {
+	return func(c *dialConfig) { c.useTLS, c.caFile = true, path }
+}
+
+// WithInsecure uses plaintext. It is only allowed to a loopback address
+// (127.0.0.0/8, ::1, localhost, a unix socket), which is also the default
+// for such addresses; the connection is checked to be local when it is made.
+func WithInsecure() DialOption {
+	return func(c *dialConfig) { c.plaintext = true }
+}
+
+// DangerouslyAllowPlaintext uses plaintext even to a non-loopback address,
+// where anyone on the path can read and change decisions and policies. A
+// token is still refused over such a connection.
+func DangerouslyAllowPlaintext() DialOption {
+	return func(c *dialConfig) { c.plaintext, c.dangerously = true, true }
+}
+
+// WithGRPCOptions adds options to the underlying grpc.NewClient call (for
+// interceptors, keepalive, a custom dialer...). A transport credentials
+// option given here overrides the one Dial chooses.
+func WithGRPCOptions(opts ...grpc.DialOption) DialOption {
+	return func(c *dialConfig) { c.grpcOpts = append(c.grpcOpts, opts...) }
+}
+
+// Dial connects to corsd at target ("host:port" or any gRPC target, such as
+// "dns:///corsd.internal:8443" or "unix:///run/corsd.sock"). Without a
+// transport option it uses plaintext for a loopback address and TLS with the
+// system roots for any other. The connection is made lazily: Dial fails only
+// on invalid options.
+func Dial(target string, opts ...DialOption) (*Client, error) {
+	var cfg dialConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	loopback := IsLoopback(target)
+	if cfg.useTLS && cfg.plaintext {
+		return nil, errors.New("client: both TLS and plaintext requested; choose one")
+	}
+	plaintext := cfg.plaintext || (!cfg.useTLS && loopback)
+
+	var creds credentials.TransportCredentials
+	switch {
+	case plaintext && loopback:
+		// local credentials check at connect time that the peer is really
+		// on this host, even when a name resolved to something else.
+		creds = local.NewCredentials()
+	case plaintext:
+		if !cfg.dangerously {
+			return nil, fmt.Errorf("client: refusing plaintext to non-loopback address %q; use TLS (WithCAFile, WithTLSConfig) or DangerouslyAllowPlaintext", target)
+		}
+		if cfg.token != "" {
+			return nil, fmt.Errorf("client: refusing to send a token over plaintext to non-loopback address %q; use TLS", target)
+		}
+		creds = insecure.NewCredentials()
+	default:
+		tc, err := tlsConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		creds = credentials.NewTLS(tc)
+	}
+
+	dialOpts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		// gRPC's default reconnection backoff grows to two minutes: too
+		// slow for a Watcher to notice that corsd is back.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+	}
+	if cfg.token != "" {
+		if strings.ContainsAny(cfg.token, "\r\n") {
+			return nil, errors.New("client: the token contains a line break")
+		}
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearerToken(cfg.token)))
+	}
+	dialOpts = append(dialOpts, cfg.grpcOpts...)
+	cc, err := grpc.NewClient(target, dialOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("client: dial %s: %w", target, err)
+	}
+	c := New(cc)
+	c.closer = cc
+	return c, nil
+}
+
+func tlsConfig(cfg dialConfig) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.tlsConfig != nil {
+		tc = cfg.tlsConfig.Clone()
+	}
+	if cfg.caFile != "" {
+		pem, err := os.ReadFile(cfg.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("client: read CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client: CA file %s holds no PEM certificate", cfg.caFile)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
+}
+
+// IsLoopback reports whether a gRPC target names this host: a unix socket,
+// localhost, or a loopback IP literal, with or without a port and a
+// dns/passthrough scheme.
+func IsLoopback(target string) bool {
+	for _, p := range []string{"unix:", "unix-abstract:"} {
+		if strings.HasPrefix(target, p) {
+			return true
+		}
+	}
+	for _, p := range []string{"dns:", "passthrough:"} {
+		if rest, ok := strings.CutPrefix(target, p); ok {
+			target = rest
+			if rest, ok := strings.CutPrefix(target, "//"); ok {
+				// dns://authority/host:port: the authority is a DNS server.
+				_, target, _ = strings.Cut(rest, "/")
+			}
+			break
+		}
+	}
+	host := target
+	if h, _, err := net.SplitHostPort(target); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// bearerToken is per-RPC credentials that refuse to travel in clear text
+// except over a connection the local credentials verified to be loopback.
+type bearerToken string
+
+func (t bearerToken) GetRequestMetadata(ctx context.Context, _ ...string) (map[string]string, error) {
+	ri, _ := credentials.RequestInfoFromContext(ctx)
+	ai := ri.AuthInfo
+	secure := ai != nil && (ai.AuthType() == "local" ||
+		(ai.AuthType() != "insecure" && credentials.CheckSecurityLevel(ai, credentials.PrivacyAndIntegrity) == nil))
+	if !secure {
+		return nil, status.Error(codes.Unauthenticated, "client: refusing to send the token over an insecure connection")
+	}
+	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+}
+
+// RequireTransportSecurity is false so that the token also works over
+// plaintext loopback; GetRequestMetadata enforces the rule itself.
+func (bearerToken) RequireTransportSecurity() bool { return false }

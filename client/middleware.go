@@ -1,0 +1,229 @@
+package client
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/corsd/corsd/policy"
+)
+
+// PolicySource gives the middleware its policies. *Watcher implements it;
+// StaticSource wraps a fixed policy. Implementations must be safe for
+// concurrent use and fast: they are called on every request.
+type PolicySource interface {
+	// Ready reports whether the source has a snapshot to decide from.
+	Ready() bool
+	// Policy returns the named policy, or nil (which decides "no policy").
+	Policy(name string) *policy.Policy
+}
+
+var _ PolicySource = (*Watcher)(nil)
+
+// StaticSource returns a PolicySource that is always ready and returns p
+// whatever name is asked. It suits tests, benchmarks and services that
+// compile their policy themselves (policy.Compile).
+func StaticSource(p *policy.Policy) PolicySource { return staticSource{p} }
+
+type staticSource struct{ p *policy.Policy }
+
+func (staticSource) Ready() bool                    { return true }
+func (s staticSource) Policy(string) *policy.Policy { return s.p }
+
+// Option configures Middleware.
+type Option func(*middleware)
+
+// WithReportOnly makes the middleware change no response, whatever the
+// policy's mode: it decides and calls the hooks only. Use it to try a
+// policy on live traffic.
+func WithReportOnly() Option {
+	return func(m *middleware) { m.reportOnly = true }
+}
+
+// WithPassThroughUntilReady changes what happens before the source's first
+// snapshot: every request, preflights included, goes to the next handler
+// untouched. The default fails closed: no CORS headers are added (only
+// `Vary: Origin`), preflights are refused with 503 Service Unavailable and
+// other requests go on without CORS headers.
+func WithPassThroughUntilReady() Option {
+	return func(m *middleware) { m.passThrough = true }
+}
+
+// WithDecisionHook calls hook with every decision, in every mode, for
+// logging and metrics, before the response is changed. d is valid only
+// during the call: copy *d to keep it. Before the source's first snapshot,
+// the hook receives a decision with Reason policy.ReasonNoPolicy and, for a
+// refused preflight, Status 503. hook must be safe for concurrent use.
+func WithDecisionHook(hook func(r *http.Request, d *policy.Decision)) Option {
+	return func(m *middleware) { m.hook = hook }
+}
+
+// Middleware returns net/http middleware that enforces the policy named
+// policyName (`policies/{id}`) as src has it, deciding locally, with no
+// network call:
+//
+//   - a preflight is answered by the middleware with the decision's status
+//     (204 by default, 403 when refused) and headers; next is not called;
+//   - a request that cross-origin protection refuses gets 403 with the
+//     decision's headers; next is not called;
+//   - any other request gets the decision's headers on w.Header(), then
+//     next is called. `Vary` is appended to, the other headers replace any
+//     value already set. Every response gets its own value slices, so code
+//     that edits them cannot affect other responses.
+//
+// In report-only mode (the policy's mode, or WithReportOnly), nothing is
+// changed: the hooks are called and the request goes on. A policy that is
+// unknown to src decides "no policy": the request goes on untouched.
+func Middleware(policyName string, src PolicySource, opts ...Option) func(http.Handler) http.Handler {
+	m := &middleware{name: policyName, src: src}
+	for _, o := range opts {
+		o(m)
+	}
+	return func(next http.Handler) http.Handler {
+		return &handler{m: m, next: next}
+	}
+}
+
+type middleware struct {
+	name        string
+	src         PolicySource
+	reportOnly  bool
+	passThrough bool
+	hook        func(*http.Request, *policy.Decision)
+}
+
+type handler struct {
+	m    *middleware
+	next http.Handler
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m := h.m
+	if !m.src.Ready() {
+		h.serveNotReady(w, r)
+		return
+	}
+	d := m.src.Policy(m.name).Check(requestOf(r))
+	if m.hook != nil {
+		m.callHook(r, d)
+	}
+	if m.reportOnly || d.Mode == policy.ModeReportOnly {
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	setHeaders(w.Header(), d.Headers())
+	if d.Status != 0 {
+		w.WriteHeader(d.Status)
+		return
+	}
+	h.next.ServeHTTP(w, r)
+}
+
+// serveNotReady handles a request that arrives before the first snapshot.
+func (h *handler) serveNotReady(w http.ResponseWriter, r *http.Request) {
+	m := h.m
+	preflight := isPreflight(r)
+	if m.hook != nil {
+		d := policy.Decision{Kind: policy.KindNotCORS, Reason: policy.ReasonNoPolicy, Origin: headerValue(r.Header["Origin"])}
+		switch {
+		case preflight:
+			d.Kind = policy.KindPreflight
+			if !m.passThrough && !m.reportOnly {
+				d.Status = http.StatusServiceUnavailable
+			}
+		case d.Origin != "":
+			d.Kind = policy.KindActual
+		}
+		m.callHook(r, d)
+	}
+	if m.passThrough || m.reportOnly {
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	// Once policies arrive, responses depend on Origin: a shared cache must
+	// not serve this one to a trusted origin.
+	appendValue(w.Header(), "Vary", "Origin")
+	if preflight {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	h.next.ServeHTTP(w, r)
+}
+
+var decisionPool = sync.Pool{New: func() any { return new(policy.Decision) }}
+
+// callHook takes d by value and hands the hook a pooled copy, so that the
+// caller's Decision stays on its stack.
+func (m *middleware) callHook(r *http.Request, d policy.Decision) {
+	p := decisionPool.Get().(*policy.Decision)
+	*p = d
+	m.hook(r, p)
+	*p = policy.Decision{}
+	decisionPool.Put(p)
+}
+
+func isPreflight(r *http.Request) bool {
+	return r.Method == http.MethodOptions &&
+		len(r.Header["Origin"]) > 0 && len(r.Header["Access-Control-Request-Method"]) > 0
+}
+
+// requestOf extracts what a decision needs from r. Header maps are indexed
+// with canonical keys directly: net/http canonicalizes incoming names.
+// Preflight-only headers are read only for OPTIONS requests with an Origin
+// (the engine ignores them otherwise; methods are case-sensitive).
+func requestOf(r *http.Request) policy.Request {
+	h := r.Header
+	req := policy.Request{
+		Method:       r.Method,
+		Host:         r.Host,
+		Origin:       headerValue(h["Origin"]),
+		SecFetchSite: headerValue(h["Sec-Fetch-Site"]),
+	}
+	if req.Origin != "" && r.Method == http.MethodOptions {
+		req.AccessControlRequestMethod = headerValue(h["Access-Control-Request-Method"])
+		req.AccessControlRequestHeaders = headerValue(h["Access-Control-Request-Headers"])
+		req.AccessControlRequestPrivateNetwork = headerValue(h["Access-Control-Request-Private-Network"])
+	}
+	return req
+}
+
+// headerValue returns a header's field lines as one value: the line itself
+// when there is one (no allocation), else the lines joined with ", ".
+func headerValue(lines []string) string {
+	switch len(lines) {
+	case 0:
+		return ""
+	case 1:
+		return lines[0]
+	}
+	return strings.Join(lines, ", ")
+}
+
+// setHeaders writes hs into h. All the values share one fresh backing
+// array, each sliced with its capacity capped at one, so that an append by
+// other code reallocates instead of overwriting a neighbour: one allocation
+// per response, and no slice shared with any other response.
+func setHeaders(h http.Header, hs []policy.Header) {
+	if len(hs) == 0 {
+		return
+	}
+	vals := make([]string, len(hs))
+	for i, x := range hs {
+		if x.Append && len(h[x.Name]) > 0 {
+			appendValue(h, x.Name, x.Value)
+			continue
+		}
+		vals[i] = x.Value
+		h[x.Name] = vals[i : i+1 : i+1]
+	}
+}
+
+// appendValue appends v to h[name] in a new slice: the existing one may be
+// shared with code we do not know.
+func appendValue(h http.Header, name, v string) {
+	old := h[name]
+	nv := make([]string, len(old)+1)
+	copy(nv, old)
+	nv[len(old)] = v
+	h[name] = nv
+}

@@ -1,0 +1,306 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/corsd/corsd/client"
+	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
+)
+
+func (a *app) policiesCmd() *cobra.Command {
+	cmd := groupCmd("policies", "List, show, create, update, delete and apply policies")
+	cmd.Aliases = []string{"policy"}
+	cmd.AddCommand(
+		a.policiesListCmd(),
+		a.policiesGetCmd(),
+		a.policiesCreateCmd(),
+		a.policiesUpdateCmd(),
+		a.policiesDeleteCmd(),
+		a.policiesApplyCmd(),
+	)
+	return cmd
+}
+
+func (a *app) policiesListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List every policy",
+		Args:  checkArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel, c, err := a.call(cmd)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			ps, err := c.ListAllPolicies(ctx)
+			if err != nil {
+				return err
+			}
+			if a.output == "table" {
+				return printPolicyTable(a.out, ps)
+			}
+			return a.printMessages(true, policiesAsMessages(ps)...)
+		},
+	}
+}
+
+func (a *app) policiesGetCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show one policy (NAME is policies/{id} or {id})",
+		Args:  checkArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel, c, err := a.call(cmd)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			resp, err := c.Policies().GetPolicy(ctx, &corsdv1.GetPolicyRequest{Name: policyName(args[0])})
+			if err != nil {
+				return err
+			}
+			return a.printPolicy(resp.GetPolicy())
+		},
+	}
+}
+
+func (a *app) printPolicy(p *corsdv1.Policy) error {
+	if a.output == "table" {
+		return printPolicyDetail(a.out, p)
+	}
+	return a.printMessages(false, p)
+}
+
+// printResults reports what a write did: one line per policy in the table
+// format, the stored policies otherwise.
+func (a *app) printResults(results []applyResult) error {
+	if a.output == "table" {
+		for _, r := range results {
+			if r.action == "unchanged" {
+				fmt.Fprintf(a.out, "%s unchanged (revision %d)\n", r.policy.GetName(), r.policy.GetRevision())
+				continue
+			}
+			fmt.Fprintf(a.out, "%s %s (revision %d)\n", r.policy.GetName(), r.action, r.policy.GetRevision())
+		}
+		return nil
+	}
+	ps := make([]*corsdv1.Policy, len(results))
+	for i, r := range results {
+		ps[i] = r.policy
+	}
+	if len(ps) == 1 {
+		return a.printMessages(false, ps[0])
+	}
+	return a.printMessages(true, policiesAsMessages(ps)...)
+}
+
+type applyResult struct {
+	action string // created, updated, unchanged, deleted
+	policy *corsdv1.Policy
+}
+
+func (a *app) policiesCreateCmd() *cobra.Command {
+	var file string
+	var validateOnly bool
+	cmd := &cobra.Command{
+		Use:   "create -f FILE",
+		Short: "Create the policies in FILE (YAML or JSON; - for stdin)",
+		Args:  checkArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return usageErrorf(cmd, "create needs -f FILE")
+			}
+			ps, err := readPolicyFile(file, cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			ctx, cancel, c, err := a.call(cmd)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			var results []applyResult
+			for _, p := range ps {
+				resp, err := c.Policies().CreatePolicy(ctx, &corsdv1.CreatePolicyRequest{
+					PolicyId: policyID(p.GetName()), Policy: p, ValidateOnly: validateOnly,
+				})
+				if err != nil {
+					return fmt.Errorf("create %s: %w", p.GetName(), err)
+				}
+				results = append(results, applyResult{action: validatedOr(validateOnly, "created"), policy: resp.GetPolicy()})
+			}
+			return a.printResults(results)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "policy file, YAML or JSON, one policy or a list (- for stdin)")
+	cmd.Flags().BoolVar(&validateOnly, "dry-run", false, "let corsd validate the policies without storing them")
+	return cmd
+}
+
+func validatedOr(validateOnly bool, action string) string {
+	if validateOnly {
+		return "is valid (dry run, nothing " + action + ")"
+	}
+	return action
+}
+
+func (a *app) policiesUpdateCmd() *cobra.Command {
+	var file string
+	var validateOnly bool
+	cmd := &cobra.Command{
+		Use:   "update -f FILE",
+		Short: "Replace the policies in FILE; an etag in the file makes the update conditional",
+		Args:  checkArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return usageErrorf(cmd, "update needs -f FILE")
+			}
+			ps, err := readPolicyFile(file, cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			ctx, cancel, c, err := a.call(cmd)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			var results []applyResult
+			for _, p := range ps {
+				resp, err := c.Policies().UpdatePolicy(ctx, &corsdv1.UpdatePolicyRequest{Policy: p, ValidateOnly: validateOnly})
+				if err != nil {
+					return fmt.Errorf("update %s: %w", p.GetName(), err)
+				}
+				results = append(results, applyResult{action: validatedOr(validateOnly, "updated"), policy: resp.GetPolicy()})
+			}
+			return a.printResults(results)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "policy file, YAML or JSON, one policy or a list (- for stdin)")
+	cmd.Flags().BoolVar(&validateOnly, "dry-run", false, "let corsd validate the policies without storing them")
+	return cmd
+}
+
+func (a *app) policiesDeleteCmd() *cobra.Command {
+	var etag string
+	cmd := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a policy (with --etag, only if it did not change since you read it)",
+		Args:  checkArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel, c, err := a.call(cmd)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			name := policyName(args[0])
+			resp, err := c.Policies().DeletePolicy(ctx, &corsdv1.DeletePolicyRequest{Name: name, Etag: etag})
+			if err != nil {
+				return err
+			}
+			if a.output == "table" {
+				fmt.Fprintf(a.out, "%s deleted (revision %d)\n", name, resp.GetRevision())
+				return nil
+			}
+			return a.printMessages(false, resp)
+		},
+	}
+	cmd.Flags().StringVar(&etag, "etag", "", "delete only if the policy's etag still is this one")
+	return cmd
+}
+
+func (a *app) policiesApplyCmd() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "apply -f FILE",
+		Short: "Create the policies in FILE that are missing and update those that differ",
+		Long: `apply makes corsd hold the policies in FILE: it creates the missing ones, updates the
+ones that differ, and leaves the equal ones alone (no write, no new revision), so running
+it twice changes nothing. Output-only fields in FILE (revision, etag, times) are ignored;
+each update is conditional on the etag read just before, so a concurrent change makes
+apply fail rather than be overwritten.`,
+		Args: checkArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return usageErrorf(cmd, "apply needs -f FILE")
+			}
+			return a.applyFile(cmd, file)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "policy file, YAML or JSON, one policy or a list (- for stdin)")
+	return cmd
+}
+
+func (a *app) applyFile(cmd *cobra.Command, file string) error {
+	ps, err := readPolicyFile(file, cmd.InOrStdin())
+	if err != nil {
+		return err
+	}
+	ctx, cancel, c, err := a.call(cmd)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	var results []applyResult
+	for _, p := range ps {
+		r, err := applyPolicy(ctx, c, p)
+		if err != nil {
+			return fmt.Errorf("apply %s: %w", p.GetName(), err)
+		}
+		results = append(results, r)
+	}
+	return a.printResults(results)
+}
+
+// applyPolicy creates want if missing, updates it if it differs from the
+// stored policy, and writes nothing otherwise.
+func applyPolicy(ctx context.Context, c *client.Client, want *corsdv1.Policy) (applyResult, error) {
+	want = writable(want)
+	got, err := c.Policies().GetPolicy(ctx, &corsdv1.GetPolicyRequest{Name: want.GetName()})
+	if status.Code(err) == codes.NotFound {
+		resp, err := c.Policies().CreatePolicy(ctx, &corsdv1.CreatePolicyRequest{PolicyId: policyID(want.GetName()), Policy: want})
+		if err != nil {
+			return applyResult{}, err
+		}
+		return applyResult{action: "created", policy: resp.GetPolicy()}, nil
+	}
+	if err != nil {
+		return applyResult{}, err
+	}
+	cur := got.GetPolicy()
+	if sameWritable(cur, want) {
+		return applyResult{action: "unchanged", policy: cur}, nil
+	}
+	upd := proto.Clone(want).(*corsdv1.Policy)
+	upd.Etag = cur.GetEtag()
+	// The file may differ only in spelling (an upper-case host, a default
+	// port) that corsd normalizes: ask corsd what it would store.
+	dry, err := c.Policies().UpdatePolicy(ctx, &corsdv1.UpdatePolicyRequest{Policy: upd, ValidateOnly: true})
+	if err != nil {
+		return applyResult{}, err
+	}
+	if sameWritable(cur, dry.GetPolicy()) {
+		return applyResult{action: "unchanged", policy: cur}, nil
+	}
+	resp, err := c.Policies().UpdatePolicy(ctx, &corsdv1.UpdatePolicyRequest{Policy: upd})
+	if err != nil {
+		return applyResult{}, err
+	}
+	return applyResult{action: "updated", policy: resp.GetPolicy()}, nil
+}
+
+// writable returns a copy of p without its output-only fields.
+func writable(p *corsdv1.Policy) *corsdv1.Policy {
+	p = proto.Clone(p).(*corsdv1.Policy)
+	p.Revision, p.Etag, p.CreateTime, p.UpdateTime = 0, "", nil, nil
+	return p
+}
+
+func sameWritable(a, b *corsdv1.Policy) bool {
+	return proto.Equal(writable(a), writable(b))
+}

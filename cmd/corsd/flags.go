@@ -1,0 +1,128 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/corsd/corsd/store/boltstore"
+)
+
+// config is the parsed command line.
+type config struct {
+	listen           string
+	httpListen       string
+	db               string
+	tokensFile       string
+	tokensEnv        string // CORSD_TOKENS
+	decisionAuth     bool
+	defaultPolicy    string
+	bootstrap        string
+	tlsCert          string
+	tlsKey           string
+	tlsClientCA      string
+	logFormat        string
+	logLevel         slog.Level
+	logDecisions     bool
+	shutdownTimeout  time.Duration
+	retainChanges    int
+	retainAge        time.Duration
+	restoreFrom      string
+	restoreOverwrite bool
+}
+
+// envName is the environment fallback of a flag: --tls-cert is
+// CORSD_TLS_CERT.
+func envName(flagName string) string {
+	return "CORSD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseFlags parses args, then fills every flag not given on the command
+// line from its CORSD_* environment variable.
+func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("corsd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:8443", "gRPC listen address (host:port); a non-loopback address needs tokens")
+	fs.StringVar(&c.httpListen, "http-listen", "127.0.0.1:9090", "HTTP listen address for /metrics, /healthz and /readyz; empty disables it")
+	fs.StringVar(&c.db, "db", "corsd.db", "bbolt database file, created when missing")
+	fs.StringVar(&c.tokensFile, "tokens-file", "", "YAML or JSON file of bearer tokens: a list of {name, token, scopes}")
+	fs.BoolVar(&c.decisionAuth, "decision-auth", false, "require a token with the check scope for decision and ext_authz calls")
+	fs.StringVar(&c.defaultPolicy, "default-policy", "", "policy applied when a request names none and no policy governs its host (policies/{id} or id)")
+	fs.StringVar(&c.bootstrap, "bootstrap", "", "YAML or JSON list of policies to create at start when they do not exist")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM) for the gRPC port")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key file (PEM) for the gRPC port")
+	fs.StringVar(&c.tlsClientCA, "tls-client-ca", "", "CA bundle (PEM) to require and verify client certificates (mTLS)")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	fs.BoolVar(&c.logDecisions, "log-decisions", false, "log every decision at info level")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown waits for calls in flight")
+	fs.IntVar(&c.retainChanges, "retain-changes", boltstore.DefaultMaxChanges, "changes kept in the change log; 0 for no count limit")
+	fs.DurationVar(&c.retainAge, "retain-age", 0, "drop changes older than this from the change log; 0 for no age limit")
+	fs.StringVar(&c.restoreFrom, "restore-from", "", "restore the database from this backup file before opening it")
+	fs.BoolVar(&c.restoreOverwrite, "restore-overwrite", false, "let --restore-from replace an existing database file")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "corsd: unexpected arguments: %q\n", fs.Args())
+		return nil, errUsage
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		if v, ok := lookupEnv(envName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
+			}
+		}
+	})
+	c.tokensEnv, _ = lookupEnv("CORSD_TOKENS")
+	if err := c.check(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *config) check() error {
+	var errs []error
+	if c.listen == "" {
+		errs = append(errs, errors.New("--listen is empty"))
+	}
+	if c.db == "" {
+		errs = append(errs, errors.New("--db is empty"))
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	if c.tlsClientCA != "" && c.tlsCert == "" {
+		errs = append(errs, errors.New("--tls-client-ca needs --tls-cert and --tls-key"))
+	}
+	if c.logFormat != "text" && c.logFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format %q: use text or json", c.logFormat))
+	}
+	if c.shutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--shutdown-timeout %v must be positive", c.shutdownTimeout))
+	}
+	if c.retainChanges < 0 {
+		errs = append(errs, fmt.Errorf("--retain-changes %d must not be negative", c.retainChanges))
+	}
+	if c.retainAge < 0 {
+		errs = append(errs, fmt.Errorf("--retain-age %v must not be negative", c.retainAge))
+	}
+	return errors.Join(errs...)
+}

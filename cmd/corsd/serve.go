@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/corsd/corsd/server"
+	"github.com/corsd/corsd/store/boltstore"
+)
+
+// serve runs the daemon with cfg until ctx ends.
+func serve(ctx context.Context, cfg *config, stderr io.Writer) (err error) {
+	log := newLogger(cfg, stderr)
+	// Code that logs through slog's default (such as the server's status mapping) uses the same handler.
+	slog.SetDefault(log)
+
+	tokens, err := loadTokens(cfg)
+	if err != nil {
+		return err
+	}
+	if len(tokens) == 0 && !server.IsLoopbackAddress(cfg.listen) {
+		return fmt.Errorf("refusing to listen on %s without admin tokens: anyone who reaches it could change the policies; configure tokens (--tokens-file or CORSD_TOKENS) or listen on a loopback address such as 127.0.0.1:8443", cfg.listen)
+	}
+	var creds credentials.TransportCredentials
+	if cfg.tlsCert != "" {
+		if creds, err = loadTLS(cfg); err != nil {
+			return err
+		}
+	} else if len(tokens) > 0 && !server.IsLoopbackAddress(cfg.listen) {
+		log.Warn("serving without TLS on a non-loopback address: bearer tokens cross the network in clear text; set --tls-cert and --tls-key")
+	}
+	var seed []*bootstrapPolicy
+	if cfg.bootstrap != "" {
+		if seed, err = loadBootstrap(cfg.bootstrap); err != nil {
+			return err
+		}
+	}
+
+	if cfg.restoreFrom != "" {
+		var ropts []boltstore.RestoreOption
+		if cfg.restoreOverwrite {
+			ropts = append(ropts, boltstore.Overwrite())
+		}
+		if err := boltstore.Restore(cfg.restoreFrom, cfg.db, ropts...); err != nil {
+			if errors.Is(err, boltstore.ErrExists) {
+				return fmt.Errorf("restore: %w; remove it, or add --restore-overwrite to replace it (and drop --restore-from afterwards, or every start restores again)", err)
+			}
+			return fmt.Errorf("restore: %w", err)
+		}
+		log.Info("database restored", "from", cfg.restoreFrom, "db", cfg.db)
+	}
+	st, err := boltstore.Open(cfg.db, boltstore.WithRetention(cfg.retainChanges, cfg.retainAge))
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close store: %w", cerr)
+		}
+	}()
+	if len(seed) > 0 {
+		if err := applyBootstrap(ctx, st, seed, log); err != nil {
+			return err
+		}
+	}
+
+	opts := []server.Option{server.WithLogger(log), server.WithTokens(tokens...)}
+	if cfg.decisionAuth {
+		opts = append(opts, server.WithDecisionAuth())
+	}
+	if cfg.defaultPolicy != "" {
+		opts = append(opts, server.WithDefaultPolicy(cfg.defaultPolicy))
+	}
+	if cfg.logDecisions {
+		opts = append(opts, server.WithDecisionLog())
+	}
+	srv, err := server.New(st, opts...)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	gopts := srv.ServerOptions()
+	if creds != nil {
+		gopts = append(gopts, grpc.Creds(creds))
+	}
+	gs := grpc.NewServer(gopts...)
+	srv.Register(gs)
+
+	var lc net.ListenConfig
+	glis, err := lc.Listen(ctx, "tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- gs.Serve(glis) }()
+	log.Info("grpc listening", "addr", glis.Addr().String(), "tls", creds != nil, "mtls", cfg.tlsClientCA != "", "tokens", len(tokens), "decision_auth", cfg.decisionAuth)
+
+	var hs *http.Server
+	if cfg.httpListen != "" {
+		hlis, err := lc.Listen(ctx, "tcp", cfg.httpListen)
+		if err != nil {
+			gs.Stop()
+			return fmt.Errorf("listen http: %w", err)
+		}
+		hs = &http.Server{
+			Handler:           srv.HTTPHandler(),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       60 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		go func() {
+			if err := hs.Serve(hlis); !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("http: %w", err)
+			}
+		}()
+		log.Info("http listening", "addr", hlis.Addr().String())
+	}
+
+	go func() {
+		if srv.WaitReady(ctx) == nil {
+			log.Info("ready")
+		}
+	}()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.shutdownTimeout)
+	case runErr = <-serveErr:
+		log.Error("serving failed; shutting down", "err", runErr)
+	}
+	shutdown(srv, gs, hs, cfg.shutdownTimeout, log)
+	log.Info("stopped")
+	return runErr
+}
+
+// shutdown stops serving: NOT_SERVING first, so that load balancers stop
+// sending, then a graceful stop bounded by timeout, then a hard stop.
+func shutdown(srv *server.Server, gs *grpc.Server, hs *http.Server, timeout time.Duration, log *slog.Logger) {
+	srv.Shutdown()
+	deadline := time.Now().Add(timeout)
+	stopped := make(chan struct{})
+	go func() {
+		gs.GracefulStop()
+		close(stopped)
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-stopped:
+	case <-t.C:
+		log.Warn("graceful stop timed out; closing the remaining connections")
+		gs.Stop()
+		<-stopped
+	}
+	if hs != nil {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(time.Second))
+		defer cancel()
+		if err := hs.Shutdown(ctx); err != nil {
+			_ = hs.Close()
+		}
+	}
+}
+
+func newLogger(cfg *config, w io.Writer) *slog.Logger {
+	hopts := &slog.HandlerOptions{Level: cfg.logLevel}
+	if cfg.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, hopts))
+	}
+	return slog.New(slog.NewTextHandler(w, hopts))
+}
+
+func loadTokens(cfg *config) ([]server.Token, error) {
+	var tokens []server.Token
+	if cfg.tokensFile != "" {
+		t, err := server.LoadTokensFile(cfg.tokensFile)
+		if err != nil {
+			return nil, err
+		}
+		tokens = append(tokens, t...)
+	}
+	if cfg.tokensEnv != "" {
+		t, err := server.ParseTokensEnv(cfg.tokensEnv)
+		if err != nil {
+			return nil, fmt.Errorf("CORSD_TOKENS: %w", err)
+		}
+		tokens = append(tokens, t...)
+	}
+	return tokens, nil
+}
+
+func loadTLS(cfg *config) (credentials.TransportCredentials, error) {
+	cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS key pair: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if cfg.tlsClientCA != "" {
+		pem, err := os.ReadFile(cfg.tlsClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("read --tls-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-client-ca %s holds no PEM certificate", cfg.tlsClientCA)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return credentials.NewTLS(tc), nil
+}

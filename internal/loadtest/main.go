@@ -1,0 +1,558 @@
+// Command loadtest measures corsd against its performance targets and
+// prints a markdown table (make loadtest):
+//
+//   - ext_authz throughput: corsd's envoy.service.auth.v3.Authorization/Check
+//     must reach at least 85% of the requests per second of a no-op ext_authz
+//     server that returns a constant, prebuilt CheckResponse of the same shape
+//     (corsd's own answer to the allowed request);
+//   - latency: at a fixed 1,000 requests per second, corsd's p99 must be within
+//     1.3x of the no-op server's p99;
+//   - propagation: after an admin AddOrigin returns, CheckOrigin must allow
+//     the new origin within 10 ms (p99 of the samples).
+//
+// It builds cmd/corsd, starts it on 127.0.0.1:0 with a temporary database,
+// creates the policy through the admin API (loopback, so no token), starts
+// the no-op server in process, and drives both with the pinned ghz binary
+// (bin/ghz, using server reflection) on the shared testdata payloads. Every
+// run is bounded; the processes it starts are stopped on exit.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
+)
+
+const (
+	checkMethod       = "envoy.service.auth.v3.Authorization/Check"
+	checkOriginMethod = "corsd.v1.DecisionService/CheckOrigin"
+	policyID          = "loadtest"
+	policyName        = "policies/" + policyID
+	trustedOrigin     = "https://app.example.com"
+	apiHost           = "api.example.com"
+
+	throughputTarget = 0.85
+	p99Target        = 1.3
+	propagationLimit = 10 * time.Millisecond
+)
+
+// options are the knobs of a run; the defaults finish in about 2 minutes.
+type options struct {
+	payloads    string
+	concurrency int
+	total       int
+	rate        int
+	rateFor     time.Duration
+	samples     int
+	verbose     bool
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	var o options
+	flag.StringVar(&o.payloads, "payloads", filepath.Join(root, "..", "shared", "testdata", "extauthz"), "directory holding preflight.json, allowed.json and disallowed.json (CheckRequests)")
+	flag.IntVar(&o.concurrency, "c", 50, "ghz concurrency of the throughput runs")
+	flag.IntVar(&o.total, "n", 20000, "requests per throughput run")
+	flag.IntVar(&o.rate, "rps", 1000, "request rate of the fixed-rate runs")
+	flag.DurationVar(&o.rateFor, "rate-duration", 10*time.Second, "duration of each fixed-rate run")
+	flag.IntVar(&o.samples, "samples", 50, "AddOrigin write-to-visible samples (at most 500)")
+	flag.BoolVar(&o.verbose, "v", false, "log each ghz run")
+	flag.Parse()
+	if o.samples < 1 || o.samples > 500 || o.total < 1 || o.total > 1_000_000 || o.rate < 1 || o.rateFor <= 0 || o.rateFor > time.Minute || o.concurrency < 1 {
+		return errors.New("flags out of range")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute) // a hard bound on the whole run
+	defer cancel()
+
+	ghz := filepath.Join(root, "bin", "ghz")
+	if _, err := os.Stat(ghz); err != nil {
+		return fmt.Errorf("ghz not found (run make tools): %w", err)
+	}
+	payloads := map[string]string{}
+	for _, name := range []string{"preflight", "allowed", "disallowed"} {
+		p := filepath.Join(o.payloads, name+".json")
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("payload: %w", err)
+		}
+		payloads[name] = p
+	}
+	tmp, err := os.MkdirTemp("", "corsd-loadtest-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	logf("building corsd")
+	bin := filepath.Join(tmp, "corsd")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/corsd")
+	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("go build ./cmd/corsd: %w", err)
+	}
+	corsd, err := startCorsd(ctx, bin, filepath.Join(tmp, "corsd.db"))
+	if err != nil {
+		return err
+	}
+	defer corsd.stop()
+	logf("corsd listening on %s", corsd.addr)
+
+	conn, err := grpc.NewClient(corsd.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	admin := corsdv1.NewPolicyServiceClient(conn)
+	decisions := corsdv1.NewDecisionServiceClient(conn)
+	if err := createPolicy(ctx, admin, decisions); err != nil {
+		return err
+	}
+
+	// The no-op server answers with corsd's own response to the allowed
+	// request, so both marshal the same bytes.
+	allowedReq := &authv3.CheckRequest{}
+	if err := readProtoJSON(payloads["allowed"], allowedReq); err != nil {
+		return err
+	}
+	constant, err := authv3.NewAuthorizationClient(conn).Check(ctx, allowedReq)
+	if err != nil {
+		return fmt.Errorf("corsd Check(allowed): %w", err)
+	}
+	if len(constant.GetOkResponse().GetResponseHeadersToAdd()) == 0 {
+		return fmt.Errorf("corsd did not allow the allowed payload: %v", constant)
+	}
+	noop, err := startNoop(constant)
+	if err != nil {
+		return err
+	}
+	defer noop.stop()
+	logf("no-op ext_authz server listening on %s", noop.addr)
+
+	g := &ghzRunner{bin: ghz, dir: tmp, verbose: o.verbose}
+	var rows []row
+
+	// Throughput: warm both up, then alternate corsd and no-op per payload so
+	// that drift on a shared machine hits both alike.
+	for _, target := range []string{corsd.addr, noop.addr} {
+		if _, err := g.run(ctx, target, checkMethod, payloads["allowed"], "-c", fmt.Sprint(o.concurrency), "-n", "2000"); err != nil {
+			return err
+		}
+	}
+	for _, name := range []string{"preflight", "allowed", "disallowed"} {
+		c, err := g.run(ctx, corsd.addr, checkMethod, payloads[name], "-c", fmt.Sprint(o.concurrency), "-n", fmt.Sprint(o.total), "-x", "60s")
+		if err != nil {
+			return err
+		}
+		n, err := g.run(ctx, noop.addr, checkMethod, payloads[name], "-c", fmt.Sprint(o.concurrency), "-n", fmt.Sprint(o.total), "-x", "60s")
+		if err != nil {
+			return err
+		}
+		ratio := c.Rps / n.Rps
+		rows = append(rows, row{
+			target: fmt.Sprintf("ext_authz throughput, %s (req/s, -c %d)", name, o.concurrency),
+			corsd:  fmt.Sprintf("%.0f", c.Rps), noop: fmt.Sprintf("%.0f", n.Rps),
+			ratio: fmt.Sprintf("%.2f", ratio), met: yesNo(ratio >= throughputTarget) + fmt.Sprintf(" (≥ %.2f)", throughputTarget),
+		})
+	}
+	checkOrigin, err := writeJSON(tmp, "check_origin.json", map[string]string{"host": apiHost, "method": "GET", "origin": trustedOrigin})
+	if err != nil {
+		return err
+	}
+	co, err := g.run(ctx, corsd.addr, checkOriginMethod, checkOrigin, "-c", fmt.Sprint(o.concurrency), "-n", fmt.Sprint(o.total), "-x", "60s")
+	if err != nil {
+		return err
+	}
+	rows = append(rows, row{target: fmt.Sprintf("CheckOrigin throughput (req/s, -c %d)", o.concurrency), corsd: fmt.Sprintf("%.0f", co.Rps), noop: "—", ratio: "—", met: "—"})
+
+	// Latency at a fixed rate.
+	rate := []string{"--rps", fmt.Sprint(o.rate), "-c", "20", "-z", o.rateFor.String()}
+	for _, name := range []string{"preflight", "allowed", "disallowed"} {
+		c, err := g.run(ctx, corsd.addr, checkMethod, payloads[name], rate...)
+		if err != nil {
+			return err
+		}
+		n, err := g.run(ctx, noop.addr, checkMethod, payloads[name], rate...)
+		if err != nil {
+			return err
+		}
+		cp, np := c.p99(), n.p99()
+		ratio := float64(cp) / float64(np)
+		rows = append(rows, row{
+			target: fmt.Sprintf("ext_authz p99 at %d req/s, %s", o.rate, name),
+			corsd:  ms(cp), noop: ms(np),
+			ratio: fmt.Sprintf("%.2f", ratio), met: yesNo(ratio <= p99Target) + fmt.Sprintf(" (≤ %.1fx)", p99Target),
+		})
+	}
+	c, err := g.run(ctx, corsd.addr, checkOriginMethod, checkOrigin, rate...)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, row{target: fmt.Sprintf("CheckOrigin p99 at %d req/s", o.rate), corsd: ms(c.p99()), noop: "—", ratio: "—", met: "—"})
+
+	// Write to visible.
+	lat, err := propagation(ctx, admin, decisions, o.samples)
+	if err != nil {
+		return err
+	}
+	p50, p99, maxLat := percentile(lat, 50), percentile(lat, 99), slices.Max(lat)
+	rows = append(rows, row{
+		target: fmt.Sprintf("AddOrigin → CheckOrigin allowed, p50 / p99 / max (n=%d)", len(lat)),
+		corsd:  fmt.Sprintf("%s / %s / %s", ms(p50), ms(p99), ms(maxLat)), noop: "—", ratio: "—",
+		met: yesNo(p99 < propagationLimit) + " (p99 < 10 ms)",
+	})
+
+	fmt.Println()
+	fmt.Println("| target | corsd | no-op | ratio | target met |")
+	fmt.Println("|---|---|---|---|---|")
+	for _, r := range rows {
+		fmt.Printf("| %s | %s | %s | %s | %s |\n", r.target, r.corsd, r.noop, r.ratio, r.met)
+	}
+	fmt.Printf("\nghz %s, loopback, %d CPUs shared by ghz, corsd and the no-op server; the no-op server runs in this process.\n", g.version(ctx), numCPU())
+	return nil
+}
+
+type row struct{ target, corsd, noop, ratio, met string }
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "loadtest: "+format+"\n", args...)
+}
+
+// moduleRoot finds the directory of corsd's go.mod from the working
+// directory upwards.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.HasPrefix(bytes.TrimSpace(b), []byte("module github.com/corsd/corsd")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("run from inside the corsd module")
+		}
+		dir = parent
+	}
+}
+
+func readProtoJSON(path string, m proto.Message) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return protojson.Unmarshal(b, m)
+}
+
+func writeJSON(dir, name string, v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, name)
+	return p, os.WriteFile(p, b, 0o600)
+}
+
+// corsdProc is a running corsd.
+type corsdProc struct {
+	cmd  *exec.Cmd
+	addr string
+	done chan struct{}
+	mu   sync.Mutex
+	tail []string // the last log lines, for errors
+}
+
+// startCorsd starts corsd on loopback ports chosen by the kernel and waits
+// until its log says it is ready.
+func startCorsd(ctx context.Context, bin, db string) (*corsdProc, error) {
+	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--db", db, "--log-format", "json", "--log-level", "info") //nolint:gosec // our own freshly built binary
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start corsd: %w", err)
+	}
+	p := &corsdProc{cmd: cmd, done: make(chan struct{})}
+	addrc, readyc := make(chan string, 1), make(chan struct{})
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		var sawReady bool
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.tail = append(p.tail, line)
+			if len(p.tail) > 20 {
+				p.tail = p.tail[1:]
+			}
+			p.mu.Unlock()
+			var rec struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal([]byte(line), &rec) != nil {
+				continue
+			}
+			switch {
+			case rec.Msg == "grpc listening" && rec.Addr != "":
+				select {
+				case addrc <- rec.Addr:
+				default:
+				}
+			case rec.Msg == "ready" && !sawReady:
+				sawReady = true
+				close(readyc)
+			}
+		}
+		_ = cmd.Wait()
+	}()
+	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for p.addr == "" || readyc != nil {
+		select {
+		case a := <-addrc:
+			p.addr = a
+		case <-readyc:
+			readyc = nil
+		case <-p.done:
+			return nil, fmt.Errorf("corsd exited before it was ready:\n%s", p.logTail())
+		case <-wait.Done():
+			p.stop()
+			return nil, fmt.Errorf("corsd not ready after 30s:\n%s", p.logTail())
+		}
+	}
+	return p, nil
+}
+
+func (p *corsdProc) logTail() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.tail, "\n")
+}
+
+// stop asks corsd to shut down gracefully, then kills it after 15 s.
+func (p *corsdProc) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// createPolicy creates the load-test policy and waits until decisions see
+// it.
+func createPolicy(ctx context.Context, admin corsdv1.PolicyServiceClient, decisions corsdv1.DecisionServiceClient) error {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := admin.CreatePolicy(cctx, &corsdv1.CreatePolicyRequest{PolicyId: policyID, Policy: &corsdv1.Policy{
+		Description:           "corsd load test",
+		Origins:               []*corsdv1.OriginRule{{Pattern: trustedOrigin, AllowCredentials: true}},
+		AllowedMethods:        []string{"GET", "PUT"},
+		AllowedRequestHeaders: []string{"content-type", "authorization"},
+		MaxAge:                durationpb.New(600 * time.Second),
+		Hosts:                 []string{apiHost},
+	}})
+	if err != nil {
+		return fmt.Errorf("CreatePolicy: %w", err)
+	}
+	for {
+		resp, err := decisions.CheckOrigin(cctx, &corsdv1.CheckOriginRequest{Host: apiHost, Method: "GET", Origin: trustedOrigin})
+		if err == nil && resp.GetDecision().GetAllowed() {
+			return nil
+		}
+		select {
+		case <-cctx.Done():
+			return fmt.Errorf("the created policy never became visible: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// propagation adds n new origins one at a time and measures, for each, the
+// time from AddOrigin's return to the first CheckOrigin that allows it.
+func propagation(ctx context.Context, admin corsdv1.PolicyServiceClient, decisions corsdv1.DecisionServiceClient, n int) ([]time.Duration, error) {
+	out := make([]time.Duration, 0, n)
+	suffix := time.Now().UnixNano()
+	for i := range n {
+		origin := fmt.Sprintf("https://p%d-%d.example.com", i, suffix)
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := admin.AddOrigin(cctx, &corsdv1.AddOriginRequest{Policy: policyName, Origin: &corsdv1.OriginRule{Pattern: origin}})
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("AddOrigin: %w", err)
+		}
+		start := time.Now()
+		for {
+			resp, err := decisions.CheckOrigin(cctx, &corsdv1.CheckOriginRequest{Host: apiHost, Method: "GET", Origin: origin})
+			if err != nil {
+				cancel()
+				return nil, fmt.Errorf("CheckOrigin after AddOrigin %d: %w", i, err)
+			}
+			if resp.GetDecision().GetAllowed() {
+				out = append(out, time.Since(start))
+				break
+			}
+		}
+		cancel()
+	}
+	return out, nil
+}
+
+func percentile(ds []time.Duration, p int) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := (len(s)*p + 99) / 100 // nearest rank
+	return s[max(i-1, 0)]
+}
+
+// noopServer is an ext_authz server that always answers the same response.
+type noopServer struct {
+	authv3.UnimplementedAuthorizationServer
+	resp *authv3.CheckResponse
+	gs   *grpc.Server
+	addr string
+}
+
+func (s *noopServer) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return s.resp, nil
+}
+
+func startNoop(resp *authv3.CheckResponse) (*noopServer, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &noopServer{resp: resp, gs: grpc.NewServer(), addr: lis.Addr().String()}
+	authv3.RegisterAuthorizationServer(s.gs, s)
+	reflection.Register(s.gs) // ghz reads the service definition through reflection
+	go func() { _ = s.gs.Serve(lis) }()
+	return s, nil
+}
+
+func (s *noopServer) stop() { s.gs.Stop() }
+
+// ghzRunner runs the pinned ghz binary and parses its JSON report.
+type ghzRunner struct {
+	bin, dir string
+	verbose  bool
+}
+
+// report is the part of ghz's JSON report that the table needs.
+type report struct {
+	Count               uint64         `json:"count"`
+	Rps                 float64        `json:"rps"`
+	Average             time.Duration  `json:"average"`
+	StatusCodeDist      map[string]int `json:"statusCodeDistribution"`
+	ErrorDist           map[string]int `json:"errorDistribution"`
+	LatencyDistribution []struct {
+		Percentage int           `json:"percentage"`
+		Latency    time.Duration `json:"latency"`
+	} `json:"latencyDistribution"`
+}
+
+func (r *report) p99() time.Duration {
+	for _, l := range r.LatencyDistribution {
+		if l.Percentage == 99 {
+			return l.Latency
+		}
+	}
+	return 0
+}
+
+func (g *ghzRunner) run(ctx context.Context, target, call, data string, args ...string) (*report, error) {
+	out := filepath.Join(g.dir, "ghz.json")
+	full := append([]string{"--insecure", "--call", call, "-D", data, "-O", "json", "-o", out, "--connect-timeout", "5s", "-t", "5s"}, args...)
+	full = append(full, target)
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, g.bin, full...) //nolint:gosec // the pinned ghz with our own arguments
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("ghz %s: %w\n%s", strings.Join(full, " "), err, stderr.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		return nil, err
+	}
+	var r report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("ghz report: %w", err)
+	}
+	if r.Count == 0 || r.StatusCodeDist["OK"] != int(r.Count) || len(r.ErrorDist) > 0 {
+		return nil, fmt.Errorf("ghz %s %s: %d requests, statuses %v, errors %v", call, target, r.Count, r.StatusCodeDist, r.ErrorDist)
+	}
+	if g.verbose {
+		logf("%s %s %s %v: %d req, %.0f req/s, avg %s, p99 %s", call, target, filepath.Base(data), args, r.Count, r.Rps, r.Average, r.p99())
+	}
+	return &r, nil
+}
+
+func (g *ghzRunner) version(ctx context.Context) string {
+	out, err := exec.CommandContext(ctx, g.bin, "--version").Output() //nolint:gosec // the pinned ghz
+	if err != nil {
+		return "(unknown version)"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func numCPU() int {
+	return runtimeNumCPU()
+}

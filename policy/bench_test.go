@@ -1,0 +1,101 @@
+package policy_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/corsd/corsd/policy"
+)
+
+const benchRules = 10_000
+
+// benchExactPolicy has benchRules exact rules (every other one with
+// credentials) plus a few wildcard rules, as a large multi-tenant policy.
+func benchExactPolicy(b *testing.B) *policy.Policy {
+	b.Helper()
+	c := policy.Config{
+		Name:                   "policies/bench",
+		AllowedMethods:         []string{"PUT", "PATCH", "DELETE"},
+		AllowedRequestHeaders:  []string{"Content-Type", "X-Request-Id", "Authorization"},
+		ExposedResponseHeaders: []string{"X-Request-Id"},
+		MaxAgeSet:              true,
+		MaxAge:                 600e9,
+	}
+	for i := range benchRules {
+		c.Origins = append(c.Origins, policy.Origin{Pattern: fmt.Sprintf("https://app-%d.example.com", i), AllowCredentials: i%2 == 0})
+	}
+	for i := range 10 {
+		c.Origins = append(c.Origins, policy.Origin{Pattern: fmt.Sprintf("https://*.tenant-%d.example.net", i), AllowCredentials: true})
+	}
+	c.Origins = append(c.Origins, policy.Origin{Pattern: "http://localhost:*"})
+	p, err := policy.Compile(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// benchWildcardPolicy has benchRules subdomain wildcard rules.
+func benchWildcardPolicy(b *testing.B) *policy.Policy {
+	b.Helper()
+	c := policy.Config{Name: "policies/bench-wildcards"}
+	for i := range benchRules {
+		c.Origins = append(c.Origins, policy.Origin{Pattern: fmt.Sprintf("https://*.app-%d.example.com", i), AllowCredentials: i%2 == 0})
+	}
+	p, err := policy.Compile(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+func BenchmarkCheck(b *testing.B) {
+	exact := benchExactPolicy(b)
+	wild := benchWildcardPolicy(b)
+	benchmarks := []struct {
+		name string
+		p    *policy.Policy
+		req  policy.Request
+		want policy.Reason
+	}{
+		{name: "actual_allowed_exact", p: exact, req: policy.Request{Method: "GET", Host: "api.example.com", Origin: "https://app-5000.example.com"}, want: policy.ReasonAllowed},
+		{name: "actual_refused", p: exact, req: policy.Request{Method: "GET", Host: "api.example.com", Origin: "https://app-5000.evil.example"}, want: policy.ReasonOriginNotAllowed},
+		{name: "wildcard_subdomain", p: wild, req: policy.Request{Method: "GET", Host: "api.example.com", Origin: "https://x.app-5000.example.com"}, want: policy.ReasonAllowed},
+		{name: "preflight_3_headers", p: exact, req: policy.Request{
+			Method: "OPTIONS", Host: "api.example.com", Origin: "https://app-5000.example.com",
+			AccessControlRequestMethod: "PUT", AccessControlRequestHeaders: "authorization,content-type,x-request-id",
+		}, want: policy.ReasonAllowed},
+		{name: "no_origin", p: exact, req: policy.Request{Method: "GET", Host: "api.example.com"}, want: policy.ReasonNoOrigin},
+	}
+	for _, bm := range benchmarks {
+		b.Run(bm.name, func(b *testing.B) {
+			if got := bm.p.Check(bm.req).Reason; got != bm.want {
+				b.Fatalf("Check(%+v).Reason = %v, want %v", bm.req, got, bm.want)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				bm.p.Check(bm.req)
+			}
+		})
+	}
+}
+
+// BenchmarkFloor_map_lookup is the floor the engine is measured against: a
+// bare map lookup of the same origin in a map of as many entries.
+func BenchmarkFloor_map_lookup(b *testing.B) {
+	m := make(map[string]struct{}, benchRules)
+	for i := range benchRules {
+		m[fmt.Sprintf("https://app-%d.example.com", i)] = struct{}{}
+	}
+	origin := "https://app-5000.example.com"
+	b.ReportAllocs()
+	hits := 0
+	for b.Loop() {
+		if _, ok := m[origin]; ok {
+			hits++
+		}
+	}
+	if hits == 0 {
+		b.Fatal("no hit")
+	}
+}

@@ -1,0 +1,392 @@
+package policy
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Response header names and precomputed values.
+const (
+	headerAllowOrigin         = "Access-Control-Allow-Origin"
+	headerAllowCredentials    = "Access-Control-Allow-Credentials"
+	headerAllowMethods        = "Access-Control-Allow-Methods"
+	headerAllowHeaders        = "Access-Control-Allow-Headers"
+	headerMaxAge              = "Access-Control-Max-Age"
+	headerAllowPrivateNetwork = "Access-Control-Allow-Private-Network"
+	headerExposeHeaders       = "Access-Control-Expose-Headers"
+	headerVary                = "Vary"
+
+	varyOrigin    = "Origin"
+	varyPreflight = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network"
+
+	// statusCrossOriginRefused answers requests refused by cross-origin
+	// protection.
+	statusCrossOriginRefused = 403
+)
+
+// originMatch is the outcome of matching a request Origin.
+type originMatch struct {
+	reason  Reason // ReasonAllowed, ReasonOriginNotAllowed or ReasonOriginMalformed
+	acao    string // Access-Control-Allow-Origin value when allowed
+	creds   bool
+	trusted bool // matched a rule other than "*" (for cross-origin protection)
+}
+
+// wildcardMatch is the outcome of matching the wildcard rules.
+type wildcardMatch struct{ found, creds bool }
+
+// matchOrigin matches a request's Origin. An exact hit on the raw string
+// decides alone; otherwise the origin must be in canonical form before the
+// wildcard rules are tried, walking the labels of its host.
+func (p *Policy) matchOrigin(origin string) originMatch {
+	if e, ok := p.exact[origin]; ok {
+		return originMatch{reason: ReasonAllowed, acao: e.acao, creds: e.creds, trusted: true}
+	}
+	if origin == "null" {
+		return originMatch{reason: ReasonOriginNotAllowed}
+	}
+	o, ok := parseRequestOrigin(origin)
+	if !ok {
+		return originMatch{reason: ReasonOriginMalformed}
+	}
+	if o.scheme < 0 || len(o.host) > 253 {
+		return originMatch{reason: ReasonOriginNotAllowed}
+	}
+	m := p.matchWildcards(o)
+	switch {
+	case m.found:
+		acao := origin
+		if !m.creds && p.any {
+			acao = "*"
+		}
+		return originMatch{reason: ReasonAllowed, acao: acao, creds: m.creds, trusted: true}
+	case p.any:
+		return originMatch{reason: ReasonAllowed, acao: "*"}
+	}
+	return originMatch{reason: ReasonOriginNotAllowed}
+}
+
+// matchWildcards matches an http(s) origin against the port and subdomain
+// wildcard rules; credentials are granted when any matching rule grants
+// them. The cost is bounded by the label counts the rules use, not by the
+// number of rules or the length of the origin.
+func (p *Policy) matchWildcards(o reqOrigin) wildcardMatch {
+	var m wildcardMatch
+	if ap := p.anyPort[o.scheme]; ap != nil {
+		if creds, ok := ap[o.host]; ok {
+			m.found, m.creds = true, creds
+			if creds {
+				return m
+			}
+		}
+	}
+	sd := p.subdomains[o.scheme]
+	if sd == nil || o.ip || strings.HasSuffix(o.host, ".") {
+		return m
+	}
+	mask := p.suffixLabels[o.scheme]
+	end := len(o.host)
+	for labels := 1; labels <= p.maxSuffixLabels[o.scheme]; labels++ {
+		dot := strings.LastIndexByte(o.host[:end], '.')
+		if dot < 0 {
+			break // the whole host is left: a wildcard never matches its apex
+		}
+		end = dot
+		if mask[labels/64]&(1<<(labels%64)) == 0 {
+			continue
+		}
+		// o.hostport[dot+1:] is the suffix followed by the origin's port.
+		if creds, ok := sd[o.hostport[dot+1:]]; ok {
+			m.found = true
+			if creds {
+				m.creds = true
+				return m
+			}
+		}
+	}
+	return m
+}
+
+// kindOf classifies a request.
+func kindOf(r *Request) Kind {
+	switch {
+	case r.Origin == "":
+		return KindNotCORS
+	case r.Method == "OPTIONS" && r.AccessControlRequestMethod != "":
+		return KindPreflight
+	}
+	return KindActual
+}
+
+// Check decides one request. It allocates nothing: header values are
+// strings the Policy precomputed or substrings of r. Preflights are OPTIONS
+// requests with an Origin and an Access-Control-Request-Method; other
+// requests with an Origin are actual CORS requests; the rest are not CORS
+// requests, though cross-origin protection still applies to them.
+//
+// With ModeReportOnly the decision is computed exactly as with
+// ModeEnforce; its Mode tells enforcement points to apply nothing. With
+// ModeDisabled every request is KindNotCORS, ReasonPolicyDisabled, with no
+// headers. A nil Policy decides ReasonNoPolicy with no headers.
+func (p *Policy) Check(r Request) (d Decision) {
+	// d is the named result so that it is built in place, not copied.
+	d.Kind = kindOf(&r)
+	d.Origin = r.Origin
+	if p == nil {
+		d.Reason = ReasonNoPolicy
+		return d
+	}
+	d.Policy, d.Revision, d.Mode = p.name, p.revision, p.mode
+	if p.mode == ModeDisabled {
+		d.Kind, d.Reason = KindNotCORS, ReasonPolicyDisabled
+		return d
+	}
+	var m originMatch
+	if r.Origin != "" {
+		m = p.matchOrigin(r.Origin)
+	}
+	if p.crossOriginProtection && !m.trusted && isUnsafeMethod(r.Method) && isCrossOrigin(&r) {
+		d.Status, d.Reason, d.Detail = statusCrossOriginRefused, ReasonCrossOriginRefused, r.Method
+		d.add(headerVary, varyOrigin, true)
+		return d
+	}
+	switch d.Kind {
+	case KindNotCORS:
+		d.Reason = ReasonNoOrigin
+		if !p.anyToEveryone {
+			d.add(headerVary, varyOrigin, true)
+		}
+	case KindActual:
+		p.actual(&d, m)
+	case KindPreflight:
+		p.preflight(&d, &r, m)
+	}
+	return d
+}
+
+func (p *Policy) actual(d *Decision, m originMatch) {
+	if m.reason != ReasonAllowed {
+		d.Reason = m.reason
+		d.add(headerVary, varyOrigin, true)
+		return
+	}
+	d.Allowed, d.Reason = true, ReasonAllowed
+	d.add(headerAllowOrigin, m.acao, false)
+	if m.creds {
+		d.add(headerAllowCredentials, "true", false)
+		if p.exposeCredsHeader != "" {
+			d.add(headerExposeHeaders, p.exposeCredsHeader, false)
+		}
+	} else if p.exposeHeader != "" {
+		d.add(headerExposeHeaders, p.exposeHeader, false)
+	}
+	if !p.anyToEveryone {
+		d.add(headerVary, varyOrigin, true)
+	}
+}
+
+func (p *Policy) preflight(d *Decision, r *Request, m originMatch) {
+	d.Status = p.failureStatus
+	if m.reason != ReasonAllowed {
+		d.refuse(m.reason, "")
+		return
+	}
+	method := r.AccessControlRequestMethod
+	if len(method) > MaxNameLength || !isToken(method) {
+		d.refuse(ReasonMethodMalformed, method)
+		return
+	}
+	_, listed := p.methods[method]
+	if !listed && !isSafelistedMethod(method) && (!p.methodsAny || isForbiddenMethod(method)) {
+		d.refuse(ReasonMethodNotAllowed, method)
+		return
+	}
+	var rh requestHeadersResult
+	if r.AccessControlRequestHeaders != "" {
+		if rh = p.checkRequestHeaders(r.AccessControlRequestHeaders); rh.reason != ReasonAllowed {
+			d.refuse(rh.reason, rh.detail)
+			return
+		}
+	}
+	privateNetwork := r.AccessControlRequestPrivateNetwork == "true"
+	if privateNetwork && !p.allowPrivateNetwork {
+		d.refuse(ReasonPrivateNetworkNotAllowed, "")
+		return
+	}
+
+	d.Allowed, d.Status, d.Reason = true, p.successStatus, ReasonAllowed
+	d.add(headerAllowOrigin, m.acao, false)
+	if m.creds {
+		d.add(headerAllowCredentials, "true", false)
+	}
+	switch {
+	case p.methodsAny && m.creds:
+		// "*" is a literal method name for credentialed requests.
+		d.add(headerAllowMethods, method, false)
+	case p.methodsAny:
+		d.add(headerAllowMethods, "*", false)
+	case p.methodsHeader != "":
+		d.add(headerAllowMethods, p.methodsHeader, false)
+	}
+	if rh.last > rh.first {
+		switch {
+		case p.requestHeadersAny && !m.creds && !rh.auth:
+			d.add(headerAllowHeaders, "*", false)
+		case p.requestHeadersAny:
+			// "*" is literal with credentials and never covers
+			// Authorization: echo the (validated) requested names.
+			d.add(headerAllowHeaders, r.AccessControlRequestHeaders[rh.first:rh.last], false)
+		default:
+			d.add(headerAllowHeaders, p.requestHeadersHeader, false)
+		}
+	}
+	if p.maxAge != "" {
+		d.add(headerMaxAge, p.maxAge, false)
+	}
+	if privateNetwork {
+		d.add(headerAllowPrivateNetwork, "true", false)
+	}
+	d.add(headerVary, varyPreflight, true)
+}
+
+// refuse completes a refused preflight decision.
+func (d *Decision) refuse(reason Reason, detail string) {
+	d.Reason, d.Detail = reason, detail
+	d.add(headerVary, varyPreflight, true)
+}
+
+func (d *Decision) add(name, value string, appendValue bool) {
+	// Field by field: a composite literal would be built in a temporary and
+	// copied, which costs store-forwarding stalls on this hot path.
+	h := &d.headers[d.n]
+	h.Name, h.Value, h.Append = name, value, appendValue
+	d.n++
+}
+
+// isUnsafeMethod reports whether cross-origin protection applies to a
+// method: every method except GET, HEAD and OPTIONS (compared exactly, so
+// "get" is protected too).
+func isUnsafeMethod(m string) bool {
+	return m != "GET" && m != "HEAD" && m != "OPTIONS"
+}
+
+// isCrossOrigin reports whether a browser marked the request cross-origin:
+// by Sec-Fetch-Site (any value but "same-origin" and "none"), or, without
+// it, by an Origin whose host and port differ from the request's Host.
+// A request with neither header is not cross-origin (it does not come from
+// a browser that could be tricked into sending it).
+func isCrossOrigin(r *Request) bool {
+	switch r.SecFetchSite {
+	case "same-origin", "none":
+		return false
+	case "":
+		return r.Origin != "" && !sameOrigin(r.Origin, r.Host)
+	}
+	return true
+}
+
+// sameOrigin reports whether origin designates the host (and port) of the
+// request, case-insensitively, a missing port meaning the origin scheme's
+// default port.
+func sameOrigin(origin, host string) bool {
+	o, ok := parseRequestOrigin(origin)
+	if !ok || o.scheme < 0 || host == "" {
+		return false
+	}
+	h, port := splitRequestHost(host)
+	if port == "" {
+		port = defaultPorts[o.scheme]
+	}
+	oport := o.port
+	if oport == "" {
+		oport = defaultPorts[o.scheme]
+	}
+	return strings.EqualFold(h, o.host) && port == oport
+}
+
+// splitRequestHost splits a Host header into host and port ("" when absent).
+func splitRequestHost(s string) (host, port string) {
+	if strings.HasPrefix(s, "[") {
+		if end := strings.IndexByte(s, ']'); end >= 0 {
+			if rest := s[end+1:]; strings.HasPrefix(rest, ":") {
+				return s[:end+1], rest[1:]
+			}
+			return s[:end+1], ""
+		}
+		return s, ""
+	}
+	if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		return s[:i], s[i+1:]
+	}
+	return s, ""
+}
+
+// Message returns a human sentence explaining the decision, such as
+// "origin https://evil.example is not in policies/acme". Untrusted values
+// that may be malformed are quoted. It allocates; keep it off the hot path.
+func (d *Decision) Message() string {
+	name := d.Policy
+	if name == "" {
+		name = "the policy"
+	}
+	var b strings.Builder
+	if d.Mode == ModeReportOnly {
+		b.WriteString("report only: ")
+	}
+	switch d.Reason {
+	case ReasonAllowed:
+		if d.Kind == KindPreflight {
+			fmt.Fprintf(&b, "preflight from origin %s is allowed by %s", d.Origin, name)
+		} else {
+			fmt.Fprintf(&b, "origin %s is allowed by %s", d.Origin, name)
+		}
+	case ReasonNoOrigin:
+		b.WriteString("request has no Origin header; it is not a CORS request")
+	case ReasonOriginNotAllowed:
+		fmt.Fprintf(&b, "origin %s is not in %s", quoteIfOdd(d.Origin), name)
+	case ReasonOriginMalformed:
+		fmt.Fprintf(&b, "origin %s is not a canonical origin (lower-case scheme://host[:port], no path, no default port, one origin)", strconv.Quote(d.Origin))
+	case ReasonMethodNotAllowed:
+		fmt.Fprintf(&b, "method %s is not allowed by %s (preflight from origin %s)", d.Detail, name, d.Origin)
+	case ReasonMethodMalformed:
+		fmt.Fprintf(&b, "Access-Control-Request-Method %s is not a valid method", strconv.Quote(d.Detail))
+	case ReasonHeaderNotAllowed:
+		fmt.Fprintf(&b, "request header %s is not allowed by %s (preflight from origin %s)", d.Detail, name, d.Origin)
+	case ReasonHeadersMalformed:
+		if d.Detail != "" {
+			fmt.Fprintf(&b, "Access-Control-Request-Headers lists %s, which is not a valid header name", strconv.Quote(d.Detail))
+		} else {
+			fmt.Fprintf(&b, "Access-Control-Request-Headers is longer than %d bytes or lists more than %d names", MaxRequestHeadersBytes, MaxRequestHeaders)
+		}
+	case ReasonPrivateNetworkNotAllowed:
+		fmt.Fprintf(&b, "private network access is not allowed by %s (preflight from origin %s)", name, d.Origin)
+	case ReasonCrossOriginRefused:
+		origin := "an unknown origin"
+		if d.Origin != "" {
+			origin = "origin " + quoteIfOdd(d.Origin)
+		}
+		fmt.Fprintf(&b, "cross-origin %s request from %s refused by %s: the origin is not trusted", quoteIfOdd(d.Detail), origin, name)
+	case ReasonPolicyDisabled:
+		fmt.Fprintf(&b, "%s is disabled", name)
+	case ReasonNoPolicy:
+		b.WriteString("no policy governs this request")
+	default:
+		fmt.Fprintf(&b, "decision %s", d.Reason)
+	}
+	return b.String()
+}
+
+// quoteIfOdd quotes s unless it is made of printable ASCII without spaces,
+// so that log lines cannot be forged.
+func quoteIfOdd(s string) string {
+	if s == "" {
+		return `""`
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f || s[i] == '"' {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}

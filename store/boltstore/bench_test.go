@@ -1,0 +1,281 @@
+package boltstore
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/corsd/corsd/internal/policypb"
+	"github.com/corsd/corsd/policy"
+	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
+	"github.com/corsd/corsd/store"
+)
+
+func benchPolicy(name string, origins int) *corsdv1.Policy {
+	p := &corsdv1.Policy{
+		Name:           name,
+		Description:    "benchmark policy",
+		AllowedMethods: []string{"GET", "POST", "PUT", "DELETE"},
+		MaxAge:         durationpb.New(10 * time.Minute),
+	}
+	for j := range origins {
+		p.Origins = append(p.Origins, &corsdv1.OriginRule{Pattern: fmt.Sprintf("https://app%d.example.com", j), AllowCredentials: true})
+	}
+	return p
+}
+
+// BenchmarkCreate_1writer is the commit rate of one writer: one fsync'ed
+// transaction per write.
+func BenchmarkCreate_1writer(b *testing.B) {
+	s := openTemp(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	n := 0
+	start := time.Now()
+	for b.Loop() {
+		if _, err := s.Create(ctx, benchPolicy(fmt.Sprintf("policies/b%09d", n), 10)); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "commits/s")
+}
+
+// BenchmarkUpdate_1writer updates one policy from one goroutine.
+func BenchmarkUpdate_1writer(b *testing.B) {
+	s := openTemp(b)
+	ctx := context.Background()
+	if _, err := s.Create(ctx, benchPolicy("policies/b", 10)); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	n := 0
+	start := time.Now()
+	for b.Loop() {
+		if _, err := s.Update(ctx, "policies/b", store.Precondition{}, func(p *corsdv1.Policy) error {
+			p.Description = strconv.Itoa(n)
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "commits/s")
+}
+
+// BenchmarkUpdate_16writers updates 16 policies from 16 goroutines: the
+// writes share transactions and fsyncs.
+func BenchmarkUpdate_16writers(b *testing.B) {
+	const writers = 16
+	s := openTemp(b)
+	ctx := context.Background()
+	for i := range writers {
+		if _, err := s.Create(ctx, benchPolicy(fmt.Sprintf("policies/b%02d", i), 10)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next atomic.Int32
+	b.ReportAllocs()
+	b.SetParallelism((writers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		name := fmt.Sprintf("policies/b%02d", next.Add(1)%writers)
+		i := 0
+		for pb.Next() {
+			if _, err := s.Update(ctx, name, store.Precondition{}, func(p *corsdv1.Policy) error {
+				p.Description = strconv.Itoa(i)
+				return nil
+			}); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "commits/s")
+	b.ReportMetric(float64(next.Load()), "writers")
+}
+
+// Start-up fixture: 100,000 policies with 10 origin rules each.
+const (
+	fixturePolicies = 100_000
+	fixtureOrigins  = 10
+)
+
+var fixture struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// fixturePath builds the start-up fixture once per test binary run, in a
+// child process so that building it does not count in this process's peak
+// memory.
+func fixturePath(b *testing.B) string {
+	b.Helper()
+	fixture.once.Do(func() {
+		fixture.dir, fixture.err = os.MkdirTemp("", "boltstore-bench-")
+		if fixture.err != nil {
+			return
+		}
+		fixture.path = filepath.Join(fixture.dir, "startup.db")
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), childEnv+"=fixture", childPathEnv+"="+fixture.path)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			fixture.err = fmt.Errorf("build fixture: %w: %s", err, out)
+		}
+	})
+	if fixture.err != nil {
+		b.Fatal(fixture.err)
+	}
+	return fixture.path
+}
+
+func cleanupFixtures() {
+	if fixture.dir != "" {
+		_ = os.RemoveAll(fixture.dir)
+	}
+}
+
+// buildFixture writes the start-up fixture with one bulk transaction, in
+// the layout Open expects (no change log: it was compacted).
+func buildFixture(path string) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{NoSync: true})
+	if err != nil {
+		return err
+	}
+	now := timestamppb.Now()
+	err = db.Update(func(tx *bolt.Tx) error {
+		if _, err := prepare(tx, path, migrations); err != nil {
+			return err
+		}
+		b := tx.Bucket(bucketPolicies)
+		b.FillPercent = 1 // keys arrive in order
+		for i := range fixturePolicies {
+			p := &corsdv1.Policy{
+				Name:           fmt.Sprintf("policies/tenant-%06d", i),
+				Description:    "start-up benchmark",
+				AllowedMethods: []string{"GET", "POST", "PUT", "DELETE"},
+				Hosts:          []string{fmt.Sprintf("api.tenant-%06d.example.com", i)},
+				MaxAge:         durationpb.New(10 * time.Minute),
+				Mode:           corsdv1.Mode_MODE_ENFORCE,
+				Revision:       int64(i + 1),
+				Etag:           etag(int64(i + 1)),
+				CreateTime:     now,
+				UpdateTime:     now,
+			}
+			for j := range fixtureOrigins - 1 {
+				p.Origins = append(p.Origins, &corsdv1.OriginRule{
+					Pattern:          fmt.Sprintf("https://app%d.tenant-%06d.example.com", j, i),
+					AllowCredentials: j%2 == 0,
+				})
+			}
+			p.Origins = append(p.Origins, &corsdv1.OriginRule{Pattern: fmt.Sprintf("https://*.preview.tenant-%06d.example.com", i)})
+			if err := putPolicy(b, p); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyRevision, u64(fixturePolicies)); err != nil {
+			return err
+		}
+		return meta.Put(keyCompacted, u64(fixturePolicies))
+	})
+	if err != nil {
+		_ = db.Close()
+		return err
+	}
+	if err := db.Sync(); err != nil {
+		_ = db.Close()
+		return err
+	}
+	return db.Close()
+}
+
+// BenchmarkStartupLoad opens a store of 100,000 policies (1,000,000 origin
+// rules) and compiles every policy, as corsd does at start-up. It reports
+// the time per load and the process's resident memory after it.
+func BenchmarkStartupLoad(b *testing.B) {
+	path := fixturePath(b)
+	ctx := context.Background()
+	var (
+		loads    int
+		elapsed  time.Duration
+		compiled map[string]*policy.Policy
+	)
+	b.ReportAllocs()
+	for b.Loop() {
+		compiled = nil
+		runtime.GC()
+		start := time.Now()
+		s, err := Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		compiled = make(map[string]*policy.Policy, fixturePolicies)
+		rules, token := 0, ""
+		for {
+			page, err := s.List(ctx, 1000, token)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, p := range page.Policies {
+				c, err := policypb.Compile(p)
+				if err != nil {
+					b.Fatalf("Compile(%s) = %v", p.GetName(), err)
+				}
+				compiled[p.GetName()] = c
+				rules += len(p.GetOrigins())
+			}
+			if token = page.NextPageToken; token == "" {
+				break
+			}
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		elapsed += time.Since(start)
+		loads++
+		if len(compiled) != fixturePolicies || rules != fixturePolicies*fixtureOrigins {
+			b.Fatalf("loaded %d policies, %d rules", len(compiled), rules)
+		}
+	}
+	hwm, rss := procStatus("VmHWM"), procStatus("VmRSS")
+	runtime.KeepAlive(compiled)
+	b.ReportMetric(elapsed.Seconds()/float64(loads), "s/load")
+	b.ReportMetric(hwm/1024, "MiB-peak-RSS")
+	b.ReportMetric(rss/1024, "MiB-RSS")
+}
+
+// procStatus returns a kB field of /proc/self/status (0 when unavailable).
+func procStatus(field string) float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer func() { _ = f.Close() }()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
+			v, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return v
+		}
+	}
+	return 0
+}

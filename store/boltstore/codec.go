@@ -1,0 +1,134 @@
+package boltstore
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
+	"github.com/corsd/corsd/store"
+)
+
+// Deterministic, so equal messages are equal bytes (backups diff cleanly).
+var marshalOpts = proto.MarshalOptions{Deterministic: true}
+
+func marshal(m proto.Message) ([]byte, error) {
+	data, err := marshalOpts.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: encode %T: %w", m, err)
+	}
+	return data, nil
+}
+
+// getPolicy decodes the stored policy name; ErrNotFound when absent.
+func getPolicy(b *bolt.Bucket, name string) (*corsdv1.Policy, error) {
+	data := b.Get([]byte(name))
+	if data == nil {
+		return nil, fmt.Errorf("boltstore: policy %q: %w", name, store.ErrNotFound)
+	}
+	return decodePolicy(name, data)
+}
+
+func decodePolicy(name string, data []byte) (*corsdv1.Policy, error) {
+	p := new(corsdv1.Policy)
+	if err := proto.Unmarshal(data, p); err != nil {
+		return nil, fmt.Errorf("boltstore: policy %q: %w: %w", name, ErrCorrupt, err)
+	}
+	return p, nil
+}
+
+func decodeChange(k, data []byte) (*corsdv1.Change, error) {
+	c := new(corsdv1.Change)
+	if err := proto.Unmarshal(data, c); err != nil {
+		return nil, fmt.Errorf("boltstore: change %d: %w: %w", keyRev(k), ErrCorrupt, err)
+	}
+	return c, nil
+}
+
+func keyRev(k []byte) int64 {
+	if len(k) != 8 {
+		return -1
+	}
+	return int64(binary.BigEndian.Uint64(k))
+}
+
+// Field numbers of corsd.v1.Change read without decoding the whole message
+// (which can hold two large policies).
+const (
+	changeFieldTime protowire.Number = 2
+	changeFieldName protowire.Number = 5
+)
+
+// peekField returns the bytes of the last occurrence of a length-delimited
+// field of an encoded message (proto's last-one-wins rule).
+func peekField(data []byte, num protowire.Number) ([]byte, bool) {
+	var (
+		out   []byte
+		found bool
+	)
+	for len(data) > 0 {
+		n, typ, l := protowire.ConsumeTag(data)
+		if l < 0 {
+			return nil, false
+		}
+		data = data[l:]
+		if n == num && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(data)
+			if m < 0 {
+				return nil, false
+			}
+			out, found = v, true
+			data = data[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(n, typ, data)
+		if m < 0 {
+			return nil, false
+		}
+		data = data[m:]
+	}
+	return out, found
+}
+
+// peekChangeTime reads change_time of an encoded Change.
+func peekChangeTime(data []byte) (time.Time, bool) {
+	v, ok := peekField(data, changeFieldTime)
+	if !ok {
+		return time.Time{}, false
+	}
+	var ts timestamppb.Timestamp
+	if err := proto.Unmarshal(v, &ts); err != nil {
+		return time.Time{}, false
+	}
+	return ts.AsTime(), true
+}
+
+// peekChangeName reads name of an encoded Change.
+func peekChangeName(data []byte) string {
+	v, _ := peekField(data, changeFieldName)
+	return string(v)
+}
+
+// Page tokens carry the last name of the previous page behind a version
+// prefix, base64url-encoded so that they are opaque and URL-safe.
+const pageTokenPrefix = "p1:"
+
+func encodePageToken(lastName string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + lastName))
+}
+
+func decodePageToken(tok string) (string, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	name, ok := strings.CutPrefix(string(raw), pageTokenPrefix)
+	if err != nil || !ok || name == "" {
+		return "", fmt.Errorf("boltstore: list: malformed page token; pass the next_page_token of the previous page unchanged: %w", store.ErrInvalidArgument)
+	}
+	return name, nil
+}

@@ -1,0 +1,138 @@
+package boltstore
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Bucket names and meta keys.
+var (
+	bucketMeta     = []byte("meta")
+	bucketPolicies = []byte("policies")
+	bucketChanges  = []byte("changes")
+
+	keySchema    = []byte("schema")
+	keyRevision  = []byte("revision")
+	keyCompacted = []byte("compacted")
+)
+
+// migration upgrades a file from one schema version to the next, inside the
+// transaction that opens it.
+type migration struct {
+	// from is the version the migration upgrades; it produces from+1.
+	from    uint64
+	upgrade func(tx *bolt.Tx) error
+}
+
+// migrations lists every upgrade in order. Schema version 1 is the first,
+// so there is none yet; version N+1 appends {from: N, upgrade: ...}.
+var migrations []migration
+
+// currentSchema is the version this binary writes: one past the last
+// migration.
+func currentSchema(ms []migration) uint64 { return uint64(len(ms)) + 1 }
+
+// prepare checks (or creates) the layout of the file and migrates it to the
+// current schema. It returns the current revision.
+func prepare(tx *bolt.Tx, path string, ms []migration) (int64, error) {
+	want := currentSchema(ms)
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		// A file with no bucket at all is new (or was created by a process
+		// that died before its first transaction): initialize it. Anything
+		// else belongs to another program.
+		var foreign []string
+		if err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			foreign = append(foreign, string(name))
+			return nil
+		}); err != nil {
+			return 0, fmt.Errorf("boltstore: open %s: %w", path, err)
+		}
+		if len(foreign) > 0 {
+			return 0, fmt.Errorf("boltstore: open %s: %w: it is a bbolt file without a %q bucket (buckets %q); was it written by another program?", path, ErrCorrupt, bucketMeta, foreign)
+		}
+		for _, name := range [][]byte{bucketMeta, bucketPolicies, bucketChanges} {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return 0, fmt.Errorf("boltstore: open %s: create bucket %q: %w", path, name, err)
+			}
+		}
+		meta = tx.Bucket(bucketMeta)
+		for _, kv := range []struct {
+			k []byte
+			v uint64
+		}{{keySchema, want}, {keyRevision, 0}, {keyCompacted, 0}} {
+			if err := meta.Put(kv.k, u64(kv.v)); err != nil {
+				return 0, fmt.Errorf("boltstore: open %s: %w", path, err)
+			}
+		}
+		return 0, nil
+	}
+
+	got, ok := getU64(meta, keySchema)
+	if !ok {
+		return 0, fmt.Errorf("boltstore: open %s: %w: the meta bucket has no valid schema version", path, ErrCorrupt)
+	}
+	if got > want {
+		return 0, fmt.Errorf("boltstore: open %s: %w", path, &SchemaVersionError{Found: got, Supported: want})
+	}
+	if got == 0 {
+		return 0, fmt.Errorf("boltstore: open %s: %w: schema version 0", path, ErrCorrupt)
+	}
+	for _, m := range ms {
+		if m.from < got {
+			continue
+		}
+		if m.from != got {
+			return 0, fmt.Errorf("boltstore: open %s: no migration from schema version %d", path, got)
+		}
+		if err := m.upgrade(tx); err != nil {
+			return 0, fmt.Errorf("boltstore: open %s: migrate schema %d to %d: %w", path, got, got+1, err)
+		}
+		got++
+		if err := meta.Put(keySchema, u64(got)); err != nil {
+			return 0, fmt.Errorf("boltstore: open %s: %w", path, err)
+		}
+	}
+	if err := checkLayout(tx); err != nil {
+		return 0, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	rev, _ := getU64(meta, keyRevision)
+	return int64(rev), nil
+}
+
+// checkLayout verifies that a current-schema file has every bucket and key.
+func checkLayout(tx *bolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	for _, name := range [][]byte{bucketPolicies, bucketChanges} {
+		if tx.Bucket(name) == nil {
+			return fmt.Errorf("%w: bucket %q is missing", ErrCorrupt, name)
+		}
+	}
+	for _, k := range [][]byte{keySchema, keyRevision, keyCompacted} {
+		if _, ok := getU64(meta, k); !ok {
+			return fmt.Errorf("%w: meta key %q is missing or malformed", ErrCorrupt, k)
+		}
+	}
+	return nil
+}
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), v) }
+
+// revKey is the changes-bucket key of a revision.
+func revKey(rev int64) []byte { return u64(uint64(rev)) }
+
+func getU64(b *bolt.Bucket, k []byte) (uint64, bool) {
+	v := b.Get(k)
+	if len(v) != 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(v), true
+}
+
+// metaInt reads a meta counter that checkLayout proved present.
+func metaInt(tx *bolt.Tx, k []byte) int64 {
+	v, _ := getU64(tx.Bucket(bucketMeta), k)
+	return int64(v)
+}
