@@ -96,7 +96,7 @@ func TestDialToken(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			_, err = c.ListAllPolicies(t.Context())
 			if got := status.Code(err); got != tt.wantCode {
 				t.Errorf("ListPolicies: code %v (%v), want %v", got, err, tt.wantCode)

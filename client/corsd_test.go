@@ -103,11 +103,6 @@ func (c *corsd) stop() {
 	c.st, c.srv, c.gs = nil, nil, nil
 }
 
-func (c *corsd) restart() {
-	c.stop()
-	c.start()
-}
-
 // recordWatch records the start revision of each WatchPolicies call.
 func (c *corsd) recordWatch(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if info.FullMethod != corsdv1.DecisionService_WatchPolicies_FullMethodName {

@@ -61,7 +61,7 @@ func TestTokenRefusedOverInsecureConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cc.Close()
+	defer func() { _ = cc.Close() }()
 	_, err = New(cc).Policies().ListPolicies(t.Context(), &corsdv1.ListPoliciesRequest{})
 	if status.Code(err) != codes.Unauthenticated {
 		t.Errorf("call over insecure credentials with a token: %v, want Unauthenticated (token refused)", err)

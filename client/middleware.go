@@ -169,15 +169,21 @@ func isPreflight(r *http.Request) bool {
 
 // requestOf extracts what a decision needs from r. Header maps are indexed
 // with canonical keys directly: net/http canonicalizes incoming names.
-// Preflight-only headers are read only for OPTIONS requests with an Origin
-// (the engine ignores them otherwise; methods are case-sensitive).
+// Headers that cannot change the decision are not read: preflight headers
+// outside OPTIONS requests with an Origin, Sec-Fetch-Site for the methods
+// that cross-origin protection ignores (methods are case-sensitive).
 func requestOf(r *http.Request) policy.Request {
 	h := r.Header
 	req := policy.Request{
-		Method:       r.Method,
-		Host:         r.Host,
-		Origin:       headerValue(h["Origin"]),
-		SecFetchSite: headerValue(h["Sec-Fetch-Site"]),
+		Method: r.Method,
+		Host:   r.Host,
+		Origin: headerValue(h["Origin"]),
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		// Cross-origin protection ignores these methods: skip a lookup.
+	default:
+		req.SecFetchSite = headerValue(h["Sec-Fetch-Site"])
 	}
 	if req.Origin != "" && r.Method == http.MethodOptions {
 		req.AccessControlRequestMethod = headerValue(h["Access-Control-Request-Method"])

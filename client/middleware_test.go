@@ -44,7 +44,7 @@ func mustCompile(t testing.TB, c policy.Config) *policy.Policy {
 // notReady is a source without a snapshot yet.
 type notReady struct{}
 
-func (notReady) Ready() bool                   { return false }
+func (notReady) Ready() bool                  { return false }
 func (notReady) Policy(string) *policy.Policy { return nil }
 
 // inner is the protected handler: it marks the response so tests see that

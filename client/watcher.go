@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -166,9 +167,10 @@ func (w *Watcher) Revision() int64 {
 }
 
 // Staleness returns the time since corsd last sent anything on the watch
-// stream (a change, the initial state or a progress notice). Before the
-// first message it counts from when the cache file was written, or from
-// NewWatcher without a cache.
+// stream (a change, the initial state or a progress notice). On a healthy,
+// idle stream it stays below corsd's progress interval (10 s by default);
+// alert well above that. Before the first message it counts from when the
+// cache file was written, or from NewWatcher without a cache.
 func (w *Watcher) Staleness() time.Duration {
 	return time.Since(time.Unix(0, w.lastContact.Load()))
 }
@@ -236,7 +238,7 @@ func (w *Watcher) backoff(n int) time.Duration {
 			ceil = d
 		}
 	}
-	return rand.N(ceil) + time.Millisecond
+	return rand.N(ceil) + time.Millisecond //nolint:gosec // G404: jitter needs no cryptographic randomness
 }
 
 // watch runs one stream until it fails. progressed reports whether corsd
@@ -269,7 +271,7 @@ func (w *Watcher) watch(ctx context.Context) (progressed bool, err error) {
 		switch ev.GetType() {
 		case corsdv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT:
 			if !syncing {
-				w.apply(ev.GetRevision(), ev.GetName(), ev.GetPolicy())
+				w.apply(ctx, ev.GetRevision(), ev.GetName(), ev.GetPolicy())
 				continue
 			}
 			if !w.wanted(ev.GetName()) {
@@ -294,13 +296,13 @@ func (w *Watcher) watch(ctx context.Context) (progressed bool, err error) {
 				}
 				continue
 			}
-			w.apply(ev.GetRevision(), ev.GetName(), ev.GetPolicy())
+			w.apply(ctx, ev.GetRevision(), ev.GetName(), ev.GetPolicy())
 		case corsdv1.WatchEventType_WATCH_EVENT_TYPE_DELETE:
 			if syncing {
 				delete(pending, ev.GetName())
 				continue
 			}
-			w.apply(ev.GetRevision(), ev.GetName(), nil)
+			w.apply(ctx, ev.GetRevision(), ev.GetName(), nil)
 		case corsdv1.WatchEventType_WATCH_EVENT_TYPE_PROGRESS:
 			if !syncing {
 				w.advance(ev.GetRevision())
@@ -339,19 +341,17 @@ func (w *Watcher) compile(ctx context.Context, pb *corsdv1.Policy, prev *entry) 
 }
 
 // apply publishes a snapshot with one policy put (pb != nil) or deleted.
-func (w *Watcher) apply(rev int64, name string, pb *corsdv1.Policy) {
+func (w *Watcher) apply(ctx context.Context, rev int64, name string, pb *corsdv1.Policy) {
 	old := w.snap.Load()
 	if old == nil { // resumed streams only follow a snapshot
 		old = &snapshot{}
 	}
 	next := &snapshot{revision: max(rev, old.revision), policies: make(map[string]*entry, len(old.policies)+1)}
-	for k, v := range old.policies {
-		next.policies[k] = v
-	}
+	maps.Copy(next.policies, old.policies)
 	if pb == nil {
 		delete(next.policies, name)
 	} else if w.wanted(name) {
-		if e := w.compile(context.Background(), pb, old.policies[name]); e != nil {
+		if e := w.compile(ctx, pb, old.policies[name]); e != nil {
 			next.policies[name] = e
 		}
 	}

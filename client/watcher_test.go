@@ -392,7 +392,7 @@ func TestWatcherIgnoresBadCacheFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			w, err := client.NewWatcher(c, tt.names, client.WithCacheFile(cache), client.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 			if err != nil {
 				t.Fatal(err)
@@ -483,7 +483,7 @@ func TestNewWatcherErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	tests := []struct {
 		name string
 		c    *client.Client

@@ -182,7 +182,6 @@ func (d *daemon) stop(t *testing.T) {
 
 // grpcurl runs the real grpcurl against a daemon.
 type grpcurl struct {
-	t    *testing.T
 	bin  string
 	addr string
 }
@@ -190,8 +189,8 @@ type grpcurl struct {
 // call runs grpcurl with args before the address and method, and data as
 // the request body (none when empty). It returns stdout, stderr and
 // whether grpcurl succeeded.
-func (g *grpcurl) call(headers []string, method, data string) (string, string, bool) {
-	g.t.Helper()
+func (g *grpcurl) call(t *testing.T, headers []string, method, data string) (string, string, bool) {
+	t.Helper()
 	args := []string{"-plaintext", "-max-time", "20"}
 	for _, h := range headers {
 		args = append(args, "-H", h)
@@ -212,34 +211,34 @@ func (g *grpcurl) call(headers []string, method, data string) (string, string, b
 	err := cmd.Run()
 	var exitErr *exec.ExitError
 	if err != nil && !errors.As(err, &exitErr) {
-		g.t.Fatalf("grpcurl %v: %v", args, err)
+		t.Fatalf("grpcurl %v: %v", args, err)
 	}
 	return stdout.String(), stderr.String(), err == nil
 }
 
 // ok calls and decodes a successful JSON response.
-func (g *grpcurl) ok(headers []string, method, data string) map[string]any {
-	g.t.Helper()
-	out, errOut, ok := g.call(headers, method, data)
+func (g *grpcurl) ok(t *testing.T, headers []string, method, data string) map[string]any {
+	t.Helper()
+	out, errOut, ok := g.call(t, headers, method, data)
 	if !ok {
-		g.t.Fatalf("grpcurl %s failed:\n%s%s", method, out, errOut)
+		t.Fatalf("grpcurl %s failed:\n%s%s", method, out, errOut)
 	}
 	var m map[string]any
 	if err := json.Unmarshal([]byte(out), &m); err != nil {
-		g.t.Fatalf("grpcurl %s: output is not JSON: %v\n%s", method, err, out)
+		t.Fatalf("grpcurl %s: output is not JSON: %v\n%s", method, err, out)
 	}
 	return m
 }
 
 // fails calls and requires a failure with the given status code name.
-func (g *grpcurl) fails(headers []string, method, data, code string) {
-	g.t.Helper()
-	out, errOut, ok := g.call(headers, method, data)
+func (g *grpcurl) fails(t *testing.T, headers []string, method, data, code string) {
+	t.Helper()
+	out, errOut, ok := g.call(t, headers, method, data)
 	if ok {
-		g.t.Fatalf("grpcurl %s succeeded, want %s:\n%s", method, code, out)
+		t.Fatalf("grpcurl %s succeeded, want %s:\n%s", method, code, out)
 	}
 	if !strings.Contains(errOut, "Code: "+code) {
-		g.t.Fatalf("grpcurl %s: want Code: %s, got:\n%s", method, code, errOut)
+		t.Fatalf("grpcurl %s: want Code: %s, got:\n%s", method, code, errOut)
 	}
 }
 
@@ -277,10 +276,10 @@ func TestGrpcurl(t *testing.T) {
 	auth := []string{"authorization: Bearer " + token}
 
 	d := startCorsd(t, bin, "--db", db, "--tokens-file", tokens)
-	g := &grpcurl{t: t, bin: gc, addr: d.addr}
+	g := &grpcurl{bin: gc, addr: d.addr}
 
 	t.Run("list services", func(t *testing.T) {
-		out, errOut, ok := g.call(nil, "list", "")
+		out, errOut, ok := g.call(t, nil, "list", "")
 		if !ok {
 			t.Fatalf("grpcurl list: %s", errOut)
 		}
@@ -292,24 +291,24 @@ func TestGrpcurl(t *testing.T) {
 		}
 	})
 	t.Run("health", func(t *testing.T) {
-		if got := get(g.ok(nil, "grpc.health.v1.Health/Check", "{}"), "status"); got != "SERVING" {
+		if got := get(g.ok(t, nil, "grpc.health.v1.Health/Check", "{}"), "status"); got != "SERVING" {
 			t.Errorf("health = %v, want SERVING", got)
 		}
 	})
 
-	created := g.ok(auth, "corsd.v1.PolicyService/CreatePolicy", `{"policyId":"acme","policy":{"description":"e2e","hosts":["api.example.com"],"allowedMethods":["PUT"]}}`)
+	created := g.ok(t, auth, "corsd.v1.PolicyService/CreatePolicy", `{"policyId":"acme","policy":{"description":"e2e","hosts":["api.example.com"],"allowedMethods":["PUT"]}}`)
 	staleEtag, _ := get(created, "policy", "etag").(string)
 	if staleEtag == "" {
 		t.Fatalf("CreatePolicy returned no etag: %v", created)
 	}
-	added := g.ok(auth, "corsd.v1.PolicyService/AddOrigin", `{"policy":"policies/acme","origin":{"pattern":"https://app.example.com","allowCredentials":true}}`)
+	added := g.ok(t, auth, "corsd.v1.PolicyService/AddOrigin", `{"policy":"policies/acme","origin":{"pattern":"https://app.example.com","allowCredentials":true}}`)
 	if origins, _ := get(added, "policy", "origins").([]any); len(origins) != 1 {
 		t.Fatalf("AddOrigin: origins = %v, want one", get(added, "policy", "origins"))
 	}
 
 	checkAllowed := func(t *testing.T, g *grpcurl) {
 		t.Helper()
-		dec := g.ok(nil, "corsd.v1.DecisionService/CheckOrigin", `{"host":"api.example.com","method":"GET","origin":"https://app.example.com"}`)
+		dec := g.ok(t, nil, "corsd.v1.DecisionService/CheckOrigin", `{"host":"api.example.com","method":"GET","origin":"https://app.example.com"}`)
 		if get(dec, "decision", "allowed") != true || get(dec, "decision", "reason") != "REASON_ALLOWED" || get(dec, "decision", "policy") != "policies/acme" {
 			t.Errorf("CheckOrigin = %v, want allowed by policies/acme", dec)
 		}
@@ -317,7 +316,7 @@ func TestGrpcurl(t *testing.T) {
 	t.Run("CheckOrigin", func(t *testing.T) { checkAllowed(t, g) })
 
 	t.Run("ext_authz Check", func(t *testing.T) {
-		resp := g.ok(nil, "envoy.service.auth.v3.Authorization/Check", string(allowedJSON))
+		resp := g.ok(t, nil, "envoy.service.auth.v3.Authorization/Check", string(allowedJSON))
 		if code := get(resp, "status", "code"); code != nil && code != float64(0) {
 			t.Fatalf("status = %v, want OK; response %v", code, resp)
 		}
@@ -341,14 +340,14 @@ func TestGrpcurl(t *testing.T) {
 	})
 
 	t.Run("stale etag refused", func(t *testing.T) {
-		g.fails(auth, "corsd.v1.PolicyService/UpdatePolicy", `{"policy":{"name":"policies/acme","description":"late","etag":"`+staleEtag+`"},"updateMask":"description"}`, "Aborted")
+		g.fails(t, auth, "corsd.v1.PolicyService/UpdatePolicy", `{"policy":{"name":"policies/acme","description":"late","etag":"`+staleEtag+`"},"updateMask":{"paths":["description"]}}`, "Aborted")
 	})
 	t.Run("unauthenticated admin call refused", func(t *testing.T) {
-		g.fails(nil, "corsd.v1.PolicyService/GetPolicy", `{"name":"policies/acme"}`, "Unauthenticated")
-		g.fails([]string{"authorization: Bearer wrong-token-0123456789"}, "corsd.v1.PolicyService/GetPolicy", `{"name":"policies/acme"}`, "Unauthenticated")
+		g.fails(t, nil, "corsd.v1.PolicyService/GetPolicy", `{"name":"policies/acme"}`, "Unauthenticated")
+		g.fails(t, []string{"authorization: Bearer wrong-token-0123456789"}, "corsd.v1.PolicyService/GetPolicy", `{"name":"policies/acme"}`, "Unauthenticated")
 	})
 	t.Run("invalid policy names the field", func(t *testing.T) {
-		_, errOut, ok := g.call(auth, "corsd.v1.PolicyService/AddOrigin", `{"policy":"policies/acme","origin":{"pattern":"https://evil.example/path"}}`)
+		_, errOut, ok := g.call(t, auth, "corsd.v1.PolicyService/AddOrigin", `{"policy":"policies/acme","origin":{"pattern":"https://evil.example/path"}}`)
 		if ok || !strings.Contains(errOut, "Code: InvalidArgument") || !strings.Contains(errOut, "origin.pattern") {
 			t.Errorf("AddOrigin with a path: want InvalidArgument naming origin.pattern, got:\n%s", errOut)
 		}
@@ -360,9 +359,9 @@ func TestGrpcurl(t *testing.T) {
 	}
 
 	d2 := startCorsd(t, bin, "--db", db, "--tokens-file", tokens)
-	g2 := &grpcurl{t: t, bin: gc, addr: d2.addr}
+	g2 := &grpcurl{bin: gc, addr: d2.addr}
 	t.Run("data survives a restart", func(t *testing.T) {
-		p := g2.ok(auth, "corsd.v1.PolicyService/GetPolicy", `{"name":"policies/acme"}`)
+		p := g2.ok(t, auth, "corsd.v1.PolicyService/GetPolicy", `{"name":"policies/acme"}`)
 		if origins, _ := get(p, "policy", "origins").([]any); len(origins) != 1 {
 			t.Errorf("after restart: origins = %v, want one", get(p, "policy", "origins"))
 		}

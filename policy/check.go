@@ -40,20 +40,27 @@ type wildcardMatch struct{ found, creds bool }
 // decides alone; otherwise the origin must be in canonical form before the
 // wildcard rules are tried, walking the labels of its host.
 func (p *Policy) matchOrigin(origin string) originMatch {
-	if e, ok := p.exact[origin]; ok {
-		return originMatch{reason: ReasonAllowed, acao: e.acao, creds: e.creds, trusted: true}
+	if creds, ok := p.exact[origin]; ok {
+		acao := origin
+		if !creds && p.any {
+			acao = "*"
+		}
+		return originMatch{reason: ReasonAllowed, acao: acao, creds: creds, trusted: true}
 	}
 	if origin == "null" {
+		if p.null {
+			return originMatch{reason: ReasonAllowed, acao: "null", trusted: true}
+		}
 		return originMatch{reason: ReasonOriginNotAllowed}
 	}
 	o, ok := parseRequestOrigin(origin)
 	if !ok {
 		return originMatch{reason: ReasonOriginMalformed}
 	}
-	if o.scheme < 0 || len(o.host) > 253 {
-		return originMatch{reason: ReasonOriginNotAllowed}
+	var m wildcardMatch
+	if o.scheme >= 0 && len(o.host) <= 253 { // longer hosts are not DNS names: no rule names them
+		m = p.matchWildcards(o)
 	}
-	m := p.matchWildcards(o)
 	switch {
 	case m.found:
 		acao := origin
@@ -85,19 +92,24 @@ func (p *Policy) matchWildcards(o reqOrigin) wildcardMatch {
 	if sd == nil || o.ip || strings.HasSuffix(o.host, ".") {
 		return m
 	}
-	mask := p.suffixLabels[o.scheme]
-	end := len(o.host)
-	for labels := 1; labels <= p.maxSuffixLabels[o.scheme]; labels++ {
-		dot := strings.LastIndexByte(o.host[:end], '.')
-		if dot < 0 {
-			break // the whole host is left: a wildcard never matches its apex
+	// Walk the host from the right; each dot starts a candidate suffix.
+	// i > 0: the label left of the suffix is never empty (the host has no
+	// empty labels), so the apex itself is never a candidate.
+	mask, maxLabels := p.suffixLabels[o.scheme], p.maxSuffixLabels[o.scheme]
+	labels := 0
+	for i := len(o.host) - 1; i > 0; i-- {
+		if o.host[i] != '.' {
+			continue
 		}
-		end = dot
+		labels++
+		if labels > maxLabels {
+			break
+		}
 		if mask[labels/64]&(1<<(labels%64)) == 0 {
 			continue
 		}
-		// o.hostport[dot+1:] is the suffix followed by the origin's port.
-		if creds, ok := sd[o.hostport[dot+1:]]; ok {
+		// o.hostport[i+1:] is the suffix followed by the origin's port.
+		if creds, ok := sd[o.hostport[i+1:]]; ok {
 			m.found = true
 			if creds {
 				m.creds = true
@@ -383,7 +395,7 @@ func quoteIfOdd(s string) string {
 	if s == "" {
 		return `""`
 	}
-	for i := 0; i < len(s); i++ {
+	for i := range len(s) {
 		if s[i] <= ' ' || s[i] >= 0x7f || s[i] == '"' {
 			return strconv.Quote(s)
 		}

@@ -63,6 +63,20 @@ var testConfigs = map[string]Config{
 		Origins:               []Origin{{Pattern: "https://app.example.com", AllowCredentials: true}, {Pattern: "*"}},
 		CrossOriginProtection: true,
 	},
+	// wildany mixes "*" with wildcards, with and without credentials.
+	"wildany": {
+		Name: "policies/wildany",
+		Origins: []Origin{
+			{Pattern: "*"},
+			{Pattern: "https://*.example.com"},
+			{Pattern: "https://*.secure.example.com", AllowCredentials: true},
+			{Pattern: "https://*.example.com:8443", AllowCredentials: true},
+			{Pattern: "http://localhost:*"},
+			{Pattern: "http://*.localhost", AllowCredentials: true},
+		},
+		MaxAge:    0,
+		MaxAgeSet: true,
+	},
 	"copstrict": {
 		Name:                  "policies/copstrict",
 		Origins:               []Origin{{Pattern: "https://app.example.com"}, {Pattern: "null"}},
@@ -250,6 +264,12 @@ var checkTests = []struct {
 	}}},
 	{name: "any no origin has no Vary", policy: "any", req: Request{Method: "GET"}, want: view{Kind: KindNotCORS, Reason: ReasonNoOrigin}},
 	{name: "any does not cover null", policy: "any", req: get("null"), want: refusedActual(ReasonOriginNotAllowed)},
+	{name: "any allows other schemes", policy: "any", req: get("chrome-extension://abcdef"), want: view{Kind: KindActual, Allowed: true, Reason: ReasonAllowed, Headers: []Header{
+		h("Access-Control-Allow-Origin", "*"), h("Access-Control-Expose-Headers", "*"),
+	}}},
+	{name: "any allows hosts longer than DNS names", policy: "any", req: get("https://" + strings.Repeat("a.", 200) + "example"), want: view{Kind: KindActual, Allowed: true, Reason: ReasonAllowed, Headers: []Header{
+		h("Access-Control-Allow-Origin", "*"), h("Access-Control-Expose-Headers", "*"),
+	}}},
 	{name: "any refuses malformed origins", policy: "any", req: get("https://a.example/"), want: refusedActual(ReasonOriginMalformed)},
 	{name: "any preflight", policy: "any", req: preflight("https://whatever.example", "PATCH", "x-foo, X-Bar"), want: view{Kind: KindPreflight, Allowed: true, Status: 204, Reason: ReasonAllowed, Headers: []Header{
 		h("Access-Control-Allow-Origin", "*"), h("Access-Control-Allow-Methods", "*"), h("Access-Control-Allow-Headers", "*"), varyPF,
@@ -278,6 +298,26 @@ var checkTests = []struct {
 		h("Access-Control-Allow-Origin", "*"), h("Access-Control-Allow-Methods", "*"), h("Access-Control-Allow-Headers", "authorization,x-foo"), varyPF,
 	}}},
 	{name: "mixed refused preflight status", policy: "mixed", req: preflight("null", "PATCH", ""), want: refusedPreflight(400, ReasonOriginNotAllowed, "")},
+
+	// "*" next to wildcards.
+	{name: "wildany uncredentialed wildcard answers star", policy: "wildany", req: get("https://a.example.com"), want: view{Kind: KindActual, Allowed: true, Reason: ReasonAllowed, Headers: []Header{
+		h("Access-Control-Allow-Origin", "*"), varyO,
+	}}},
+	{name: "wildany most specific wildcard grants credentials", policy: "wildany", req: get("https://a.secure.example.com"), want: view{Kind: KindActual, Allowed: true, Reason: ReasonAllowed, Headers: []Header{
+		h("Access-Control-Allow-Origin", "https://a.secure.example.com"), h("Access-Control-Allow-Credentials", "true"), varyO,
+	}}},
+	{name: "wildany wildcard with port", policy: "wildany", req: get("https://a.b.example.com:8443"), want: view{Kind: KindActual, Allowed: true, Reason: ReasonAllowed, Headers: []Header{
+		h("Access-Control-Allow-Origin", "https://a.b.example.com:8443"), h("Access-Control-Allow-Credentials", "true"), varyO,
+	}}},
+	{name: "wildany port wildcard then subdomain wildcard", policy: "wildany", req: get("http://localhost:3000"), want: view{Kind: KindActual, Allowed: true, Reason: ReasonAllowed, Headers: []Header{
+		h("Access-Control-Allow-Origin", "*"), varyO,
+	}}},
+	{name: "wildany localhost subdomain", policy: "wildany", req: get("http://app.localhost"), want: view{Kind: KindActual, Allowed: true, Reason: ReasonAllowed, Headers: []Header{
+		h("Access-Control-Allow-Origin", "http://app.localhost"), h("Access-Control-Allow-Credentials", "true"), varyO,
+	}}},
+	{name: "wildany max age zero", policy: "wildany", req: preflight("https://a.secure.example.com", "GET", ""), want: view{Kind: KindPreflight, Allowed: true, Status: 204, Reason: ReasonAllowed, Headers: []Header{
+		h("Access-Control-Allow-Origin", "https://a.secure.example.com"), h("Access-Control-Allow-Credentials", "true"), h("Access-Control-Max-Age", "0"), varyPF,
+	}}},
 
 	// null.
 	{name: "null listed", policy: "null", req: get("null"), want: view{Kind: KindActual, Allowed: true, Reason: ReasonAllowed, Headers: []Header{

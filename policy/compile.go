@@ -18,10 +18,12 @@ type Policy struct {
 	revision int64
 	mode     Mode
 
-	// exact holds exact rules (and "null" when listed) by canonical origin.
-	// Its entries already account for the wildcard rules that also match
-	// them, so a hit decides without further lookups.
-	exact map[string]exactEntry
+	// exact holds exact rules by canonical origin; the value is whether the
+	// origin gets credentials, accounting for the wildcard rules that also
+	// match it, so that a hit decides without further lookups.
+	exact map[string]bool
+	// null: the "null" rule is listed.
+	null bool
 	// subdomains[scheme] holds subdomain wildcards by "suffix[:port]"
 	// ("example.com" for https://*.example.com); the value is whether the
 	// rule allows credentials. suffixLabels[scheme] has bit k set when some
@@ -58,11 +60,6 @@ type Policy struct {
 	hosts                 []string
 }
 
-type exactEntry struct {
-	acao  string // Access-Control-Allow-Origin value
-	creds bool
-}
-
 // Compile validates c as a whole and compiles it into an immutable Policy.
 // On failure it returns every problem at once, as errors.Join of
 // *FieldError (see FieldErrors), and a nil Policy. Compile never widens
@@ -76,7 +73,7 @@ func Compile(c Config) (*Policy, error) {
 		mode:                  c.Mode,
 		allowPrivateNetwork:   c.AllowPrivateNetwork,
 		crossOriginProtection: c.CrossOriginProtection,
-		exact:                 make(map[string]exactEntry),
+		exact:                 make(map[string]bool),
 		methods:               make(map[string]struct{}),
 		requestHeaders:        make(map[string]struct{}),
 	}
@@ -149,7 +146,7 @@ func compileOrigins(p *Policy, rules []Origin, errs *errorList) []Origin {
 	}
 	out := make([]Origin, len(rules))
 	seen := make(map[string]int, len(rules))
-	anyCreds, hasNull := false, false
+	anyCreds := false
 	for i, o := range rules {
 		out[i] = o
 		field := fmt.Sprintf("origins[%d]", i)
@@ -180,10 +177,9 @@ func compileOrigins(p *Policy, rules []Origin, errs *errorList) []Origin {
 		case patternAny:
 			p.any = true
 		case patternNull:
-			hasNull = true
-			p.exact["null"] = exactEntry{acao: "null"}
+			p.null = true
 		case patternExact:
-			p.exact[pt.canon] = exactEntry{acao: pt.canon, creds: o.AllowCredentials}
+			p.exact[pt.canon] = o.AllowCredentials
 		case patternSubdomains:
 			key := pt.host
 			if pt.port != "" {
@@ -203,7 +199,7 @@ func compileOrigins(p *Policy, rules []Origin, errs *errorList) []Origin {
 			p.anyPort[pt.scheme][pt.host] = o.AllowCredentials
 		}
 	}
-	p.anyToEveryone = p.any && !anyCreds && !hasNull
+	p.anyToEveryone = p.any && !anyCreds && !p.null
 	return out
 }
 
@@ -382,26 +378,21 @@ func compileHosts(p *Policy, hosts []string, errs *errorList) []string {
 	return out
 }
 
-// foldExactCredentials lets an exact entry carry what every rule matching
-// its origin grants, so Check decides on an exact hit alone: credentials
-// when any matching rule allows them, and "*" as the allowed origin when no
-// matching rule does and the "*" rule is listed.
+// foldExactCredentials lets an exact entry carry credentials when any
+// wildcard rule matching its origin allows them, so that Check decides on
+// an exact hit alone.
 func (p *Policy) foldExactCredentials() {
-	for key, e := range p.exact {
-		if key == "null" {
-			continue // no wildcard covers null; null never has credentials
+	for key, creds := range p.exact {
+		if creds {
+			continue
 		}
 		o, ok := parseRequestOrigin(key)
 		if !ok {
 			continue // cannot happen: canonical patterns are canonical origins
 		}
 		if m := p.matchWildcards(o); m.found && m.creds {
-			e.creds = true
+			p.exact[key] = true
 		}
-		if !e.creds && p.any {
-			e.acao = "*"
-		}
-		p.exact[key] = e
 	}
 }
 

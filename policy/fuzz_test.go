@@ -78,7 +78,7 @@ func referenceRequestHeaders(p *Policy, s string) (Reason, string) {
 		return ReasonHeadersMalformed, ""
 	}
 	count := 0
-	for _, e := range strings.Split(s, ",") {
+	for e := range strings.SplitSeq(s, ",") {
 		e = strings.Trim(e, " \t")
 		if e == "" {
 			continue
@@ -124,7 +124,7 @@ func FuzzParseRequestHeaders(f *testing.F) {
 			i = next
 		}
 		var want []string
-		for _, e := range strings.Split(s, ",") {
+		for e := range strings.SplitSeq(s, ",") {
 			if e = strings.Trim(e, " \t"); e != "" {
 				want = append(want, e)
 			}

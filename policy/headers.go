@@ -23,7 +23,7 @@ func isToken(s string) bool {
 	if s == "" {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
+	for i := range len(s) {
 		if !tokenChars[s[i]] {
 			return false
 		}
@@ -33,7 +33,7 @@ func isToken(s string) bool {
 
 // hasUpper reports whether s has an ASCII upper-case letter.
 func hasUpper(s string) bool {
-	for i := 0; i < len(s); i++ {
+	for i := range len(s) {
 		if 'A' <= s[i] && s[i] <= 'Z' {
 			return true
 		}
@@ -184,7 +184,7 @@ func (p *Policy) checkRequestHeaders(acrh string) requestHeadersResult {
 		default:
 			_, allowed = p.requestHeaders[name]
 		}
-		if !allowed && !(p.requestHeadersAny && !isAuth) {
+		if !allowed && (!p.requestHeadersAny || isAuth) {
 			res.reason, res.detail = ReasonHeaderNotAllowed, name
 			return res
 		}

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -127,7 +128,7 @@ func parsePattern(s string) (pattern, *problem) {
 		return pattern{}, problemf("shorten the pattern; origins are scheme://host[:port]",
 			"pattern is %d bytes long; the limit is %d", len(s), MaxPatternLength)
 	}
-	for i := 0; i < len(s); i++ {
+	for i := range len(s) {
 		if c := s[i]; c <= ' ' || c == 0x7f {
 			return pattern{}, problemf("remove the whitespace and control characters",
 				"pattern contains whitespace or a control character at byte %d", i)
@@ -142,15 +143,15 @@ func parsePattern(s string) (pattern, *problem) {
 	case strings.EqualFold(s, "null"):
 		return pattern{kind: patternNull, canon: "null"}, nil
 	}
-	sep := strings.Index(s, "://")
-	if sep < 0 {
+	rawScheme, rest, found := strings.Cut(s, "://")
+	if !found {
 		fix := patternFixExample
 		if !strings.ContainsAny(s, ":/") {
 			fix = fmt.Sprintf("add the scheme: write %q", "https://"+s)
 		}
 		return pattern{}, problemf(fix, "pattern has no scheme (http:// or https://)")
 	}
-	scheme := strings.ToLower(s[:sep])
+	scheme := strings.ToLower(rawScheme)
 	var p pattern
 	switch scheme {
 	case "http":
@@ -164,7 +165,6 @@ func parsePattern(s string) (pattern, *problem) {
 		return pattern{}, problemf("use an http or https origin",
 			"scheme %q is not supported; corsd matches http and https origins", scheme)
 	}
-	rest := s[sep+3:]
 	if i := strings.IndexAny(rest, "/?#\\"); i >= 0 {
 		base := scheme + "://" + rest[:i]
 		switch {
@@ -191,8 +191,8 @@ func parsePattern(s string) (pattern, *problem) {
 		return pattern{}, prob
 	}
 	if hasPort {
-		switch {
-		case port == "*":
+		switch port {
+		case "*":
 			p.kind = patternAnyPort
 		default:
 			canonPort, prob := checkPort(port)
@@ -287,7 +287,7 @@ func checkPort(port string) (string, *problem) {
 	if port == "" {
 		return "", problemf("remove the colon or write a port number", "port is empty")
 	}
-	for i := 0; i < len(port); i++ {
+	for i := range len(port) {
 		if port[i] < '0' || port[i] > '9' {
 			return "", problemf("write a port number between 1 and 65535, or \":*\" for any port",
 				"port %q is not a number", port)
@@ -336,7 +336,7 @@ func normalizeHostname(h string) (string, bool, *problem) {
 		return "", false, problemf(fmt.Sprintf("remove the trailing dot: %q", strings.TrimSuffix(h, ".")),
 			"host ends with a dot")
 	}
-	for i := 0; i < len(h); i++ {
+	for i := range len(h) {
 		c := h[i]
 		if c >= 0x80 || c == '.' || c == '-' || isAlnum(c) {
 			continue
@@ -386,14 +386,14 @@ func normalizeHostEntry(s string) (string, *problem) {
 	if len(s) > MaxPatternLength {
 		return "", problemf("shorten the host", "host is %d bytes long; the limit is %d", len(s), MaxPatternLength)
 	}
-	for i := 0; i < len(s); i++ {
+	for i := range len(s) {
 		if c := s[i]; c <= ' ' || c == 0x7f {
 			return "", problemf("remove the whitespace and control characters",
 				"host contains whitespace or a control character at byte %d", i)
 		}
 	}
-	if i := strings.Index(s, "://"); i >= 0 {
-		return "", problemf(fmt.Sprintf("remove the scheme: write %q", s[i+3:]), "a host has no scheme")
+	if _, after, found := strings.Cut(s, "://"); found {
+		return "", problemf(fmt.Sprintf("remove the scheme: write %q", after), "a host has no scheme")
 	}
 	if i := strings.IndexAny(s, "/?#\\@"); i >= 0 {
 		return "", problemf(fix, "host contains %q", s[i])
@@ -458,7 +458,7 @@ func endsInNumber(host string) bool {
 }
 
 func allDigits(s string) bool {
-	for i := 0; i < len(s); i++ {
+	for i := range len(s) {
 		if s[i] < '0' || s[i] > '9' {
 			return false
 		}
@@ -591,7 +591,7 @@ func parseIPv6(s string) (a [16]byte, ok bool) {
 		copy(out[8-tail:], g[gap:n])
 	}
 	for k, v := range out {
-		a[2*k], a[2*k+1] = byte(v>>8), byte(v)
+		binary.BigEndian.PutUint16(a[2*k:], v)
 	}
 	return a, true
 }
@@ -654,17 +654,18 @@ func parseRequestOrigin(s string) (o reqOrigin, ok bool) {
 	} else {
 		i := 0
 		prevDot := true // no leading dot, no empty label
+		lastLabel := 0
 	scan:
 		for ; i < len(rest); i++ {
-			switch c := rest[i]; {
-			case c == '.':
+			switch hostChars[rest[i]] {
+			case hostLabelChar:
+				prevDot = false
+			case hostDot:
 				if prevDot {
 					return o, false
 				}
-				prevDot = true
-			case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
-				prevDot = false
-			case c == ':':
+				prevDot, lastLabel = true, i+1
+			case hostColon:
 				break scan
 			default:
 				return o, false
@@ -674,11 +675,16 @@ func parseRequestOrigin(s string) (o reqOrigin, ok bool) {
 		if o.host == "" {
 			return o, false
 		}
-		if endsInNumber(o.host) {
-			if !isCanonicalIPv4(o.host) {
-				return o, false
+		// Only the last label can make the host an IPv4 address (the URL
+		// standard's "ends in a number"); a trailing dot defers to the
+		// label before it.
+		if last := rest[lastLabel:i]; last == "" || '0' <= last[0] && last[0] <= '9' {
+			if endsInNumber(o.host) {
+				if !isCanonicalIPv4(o.host) {
+					return o, false
+				}
+				o.ip = true
 			}
-			o.ip = true
 		}
 	}
 	if after == "" {
@@ -696,6 +702,28 @@ func parseRequestOrigin(s string) (o reqOrigin, ok bool) {
 	return o, true
 }
 
+// Classes of the bytes of a request origin's host.
+const (
+	hostInvalid = iota
+	hostLabelChar
+	hostDot
+	hostColon
+)
+
+// hostChars classifies the bytes a canonical http(s) origin's host may
+// hold: lower-case letters, digits, hyphens and underscores (browsers
+// allow them), dots, and the colon before the port.
+var hostChars = func() (t [256]uint8) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = hostLabelChar
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = hostLabelChar
+	}
+	t['-'], t['_'], t['.'], t[':'] = hostLabelChar, hostLabelChar, hostDot, hostColon
+	return t
+}()
+
 // otherSchemeOrigin accepts, as well formed but never trusted, origins of
 // other schemes that some browsers send (chrome-extension://id).
 func otherSchemeOrigin(s string) (reqOrigin, bool) {
@@ -704,15 +732,16 @@ func otherSchemeOrigin(s string) (reqOrigin, bool) {
 	if sep <= 0 || sep+3 == len(s) {
 		return o, false
 	}
-	for i := 0; i < sep; i++ {
+	for i := range sep {
 		c := s[i]
-		if !('a' <= c && c <= 'z' || i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.')) {
+		letter := 'a' <= c && c <= 'z'
+		other := '0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'
+		if !letter && (i == 0 || !other) {
 			return o, false
 		}
 	}
 	for i := sep + 3; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == ':' || c == '[' || c == ']') {
+		if c := s[i]; hostChars[c] == hostInvalid && c != '[' && c != ']' {
 			return o, false
 		}
 	}
@@ -723,7 +752,7 @@ func otherSchemeOrigin(s string) (reqOrigin, bool) {
 // isCanonicalIPv4 reports whether s is four dot-separated decimal numbers
 // 0..255 without leading zeros.
 func isCanonicalIPv4(s string) bool {
-	for part := 0; part < 4; part++ {
+	for part := range 4 {
 		i := 0
 		for i < len(s) && i < 4 && '0' <= s[i] && s[i] <= '9' {
 			i++

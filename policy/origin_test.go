@@ -380,3 +380,28 @@ func TestIsCanonicalIPv4(t *testing.T) {
 		})
 	}
 }
+
+func TestEndsInNumber(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want bool
+	}{
+		{name: "decimal", in: "example.123", want: true},
+		{name: "leading zero decimal", in: "a.09", want: true},
+		{name: "hex", in: "a.0x1f", want: true},
+		{name: "bare hex prefix", in: "0x", want: true},
+		{name: "trailing dot", in: "1.2.3.4.", want: true},
+		{name: "not hex", in: "a.0xg", want: false},
+		{name: "letters", in: "example.com", want: false},
+		{name: "mixed", in: "a.1a", want: false},
+		{name: "only a dot", in: ".", want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := endsInNumber(tt.in); got != tt.want {
+				t.Errorf("endsInNumber(%q) = %v, want %v", tt.in, got, tt.want)
+			}
+		})
+	}
+}

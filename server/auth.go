@@ -57,7 +57,7 @@ type Token struct {
 //     token: 3f0c...      # at least 16 characters
 //     scopes: [read, write]
 func LoadTokensFile(path string) ([]Token, error) {
-	data, err := os.ReadFile(path)
+	data, err := os.ReadFile(path) //nolint:gosec // G304: the operator names the file
 	if err != nil {
 		return nil, fmt.Errorf("server: read tokens file: %w", err)
 	}
@@ -155,6 +155,7 @@ var methodScopes = map[string]Scope{
 	corsdv1.PolicyService_GetPolicy_FullMethodName:       ScopeRead,
 	corsdv1.PolicyService_ListPolicies_FullMethodName:    ScopeRead,
 	corsdv1.PolicyService_ListChanges_FullMethodName:     ScopeRead,
+	corsdv1.PolicyService_BackupDatabase_FullMethodName:  ScopeRead,
 	corsdv1.PolicyService_CreatePolicy_FullMethodName:    ScopeWrite,
 	corsdv1.PolicyService_UpdatePolicy_FullMethodName:    ScopeWrite,
 	corsdv1.PolicyService_DeletePolicy_FullMethodName:    ScopeWrite,

@@ -51,7 +51,9 @@ func TestAuth(t *testing.T) {
 		_, err = s.Recv()
 		return err
 	}
-	md := func(kv ...string) context.Context { return metadata.NewOutgoingContext(context.Background(), metadata.Pairs(kv...)) }
+	md := func(kv ...string) context.Context {
+		return metadata.NewOutgoingContext(context.Background(), metadata.Pairs(kv...))
+	}
 	tests := []struct {
 		name    string
 		env     *env

@@ -87,7 +87,7 @@ func decisionProto(d *policy.Decision) *corsdv1.Decision {
 	out := &corsdv1.Decision{
 		Kind:           corsdv1.DecisionKind(d.Kind),
 		Allowed:        d.Allowed,
-		ReplyStatus:    int32(d.Status),
+		ReplyStatus:    httpStatus(d.Status),
 		Reason:         corsdv1.Reason(d.Reason),
 		Message:        d.Message(),
 		Policy:         d.Policy,
@@ -104,6 +104,15 @@ func decisionProto(d *policy.Decision) *corsdv1.Decision {
 		}
 	}
 	return out
+}
+
+// httpStatus converts an HTTP status code, which the engine keeps within
+// 0..599, to the API's int32.
+func httpStatus(code int) int32 {
+	if code < 0 || code > 999 {
+		return 0
+	}
+	return int32(code)
 }
 
 func modeProto(m policy.Mode) corsdv1.Mode {

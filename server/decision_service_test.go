@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -118,11 +120,15 @@ func TestCheckOriginInvalid(t *testing.T) {
 // TestWriteVisibleToNextCheck: once an admin call returned, the very next
 // decision sees the write, for every kind of write.
 func TestWriteVisibleToNextCheck(t *testing.T) {
-	e := newTokenEnv(t)
+	// The server's own watch lags far behind: only the admin path can make
+	// the writes visible in time.
+	e := newEnv(t, envConfig{opts: []Option{WithTokens(testTokens...)}, wrap: func(s store.Store) store.Store {
+		return &laggingStore{Store: s, lag: 200 * time.Millisecond}
+	}})
 	ctx := e.admin()
 	req := &corsdv1.CheckOriginRequest{Host: "api.example.com", Method: "GET", Origin: "https://new.example.com"}
 	reason := func() corsdv1.Reason { return e.check(req).GetReason() }
-	for i := range 20 {
+	for i := range 10 {
 		id := fmt.Sprintf("p%d", i)
 		name := "policies/" + id
 		if _, err := e.policy.CreatePolicy(ctx, &corsdv1.CreatePolicyRequest{PolicyId: id, Policy: &corsdv1.Policy{Hosts: []string{"api.example.com"}}}); err != nil {
@@ -288,6 +294,69 @@ func TestWatchPolicies(t *testing.T) {
 	if diff := cmp.Diff(changes, got); diff != "" {
 		t.Errorf("resumed changes mismatch (-want +got):\n%s", diff)
 	}
+
+	// A delete of a watched name reaches the filtered stream.
+	if _, err := e.policy.DeletePolicy(e.admin(), &corsdv1.DeletePolicyRequest{Name: "policies/b"}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = recvN(t, onlyB, 1)
+	if diff := cmp.Diff([]watchEv{{evDelete, "policies/b"}}, got); diff != "" {
+		t.Errorf("filtered delete mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestWatchPoliciesCutOff(t *testing.T) {
+	var fs *flakyStore
+	e := newEnv(t, envConfig{opts: []Option{WithTokens(testTokens...)}, wrap: func(s store.Store) store.Store {
+		fs = &flakyStore{Store: s}
+		return fs
+	}})
+	e.create("a", &corsdv1.Policy{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := e.dec.WatchPolicies(ctx, &corsdv1.WatchPoliciesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, synced := recvN(t, s, 2)
+	fs.cut(false)
+	_, err = s.Recv()
+	st := wantCode(t, err, codes.ResourceExhausted)
+	if want := fmt.Sprintf("resume from revision %d", synced); !strings.Contains(st.Message(), want) {
+		t.Errorf("message %q does not contain %q", st.Message(), want)
+	}
+}
+
+func TestDecisionLog(t *testing.T) {
+	tests := []struct {
+		name     string
+		opts     []Option
+		mode     corsdv1.Mode
+		origin   string
+		wantLogs int
+	}{
+		{name: "enforce refusal not logged by default", mode: corsdv1.Mode_MODE_ENFORCE, origin: "https://evil.example", wantLogs: 0},
+		{name: "report-only refusal always logged", mode: corsdv1.Mode_MODE_REPORT_ONLY, origin: "https://evil.example", wantLogs: 1},
+		{name: "report-only allowed not logged", mode: corsdv1.Mode_MODE_REPORT_ONLY, origin: "https://app.example.com", wantLogs: 0},
+		{name: "every decision with WithDecisionLog", opts: []Option{WithDecisionLog()}, mode: corsdv1.Mode_MODE_ENFORCE, origin: "https://app.example.com", wantLogs: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf syncBuffer
+			opts := append([]Option{WithTokens(testTokens...), WithLogger(slog.New(slog.NewJSONHandler(&buf, nil)))}, tt.opts...)
+			e := newEnv(t, envConfig{opts: opts})
+			p := acme()
+			p.Mode = tt.mode
+			e.create("acme", p)
+			e.check(&corsdv1.CheckOriginRequest{Policy: "policies/acme", Method: "GET", Origin: tt.origin})
+			if got := strings.Count(buf.String(), `"msg":"decision"`); got != tt.wantLogs {
+				t.Errorf("%d decision log lines, want %d:\n%s", got, tt.wantLogs, buf.String())
+			}
+			if tt.wantLogs > 0 && !strings.Contains(buf.String(), tt.origin) {
+				t.Errorf("decision log does not name the origin:\n%s", buf.String())
+			}
+		})
+	}
 }
 
 func TestWatchPoliciesErrors(t *testing.T) {
@@ -370,7 +439,7 @@ func TestWatchPoliciesProgressAndShutdown(t *testing.T) {
 		}
 		break
 	}
-	if _, err := s.Recv(); err == io.EOF || err == nil {
+	if _, err := s.Recv(); errors.Is(err, io.EOF) || err == nil {
 		t.Errorf("stream still open after shutdown")
 	}
 }

@@ -37,6 +37,36 @@ const (
 // ride on an OK response as response_headers_to_add. A refusal is an answer:
 // gRPC errors are returned only when no decision can be made, so that Envoy
 // applies the operator's failure_mode_allow / status_on_error.
+//
+// A safe Envoy configuration: the v3 gRPC transport; allowed_headers limited
+// to the headers decisions read, so cookies and tokens never reach corsd
+// (http.method and http.host are sent regardless); a short timeout; and the
+// filter placed before authentication filters (jwt_authn, other ext_authz),
+// since preflights carry no credentials, with Envoy's own cors filter not
+// configured for the same routes:
+//
+//	http_filters:
+//	- name: envoy.filters.http.ext_authz
+//	  typed_config:
+//	    "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+//	    transport_api_version: V3
+//	    grpc_service:
+//	      envoy_grpc: {cluster_name: corsd}
+//	      timeout: 0.05s
+//	    failure_mode_allow: false   # or true: requests pass without CORS headers when corsd is down
+//	    allowed_headers:
+//	      patterns:
+//	      - exact: origin
+//	      - exact: access-control-request-method
+//	      - exact: access-control-request-headers
+//	      - exact: access-control-request-private-network
+//	      - exact: sec-fetch-site
+//	- name: envoy.filters.http.router
+//
+// A route names its policy with
+// typed_per_filter_config."envoy.filters.http.ext_authz".check_settings
+// .context_extensions.corsd_policy: acme (or policies/acme); without it, the
+// policy is chosen by the request's host.
 type authzServer struct {
 	authv3.UnimplementedAuthorizationServer
 	d decider
@@ -79,15 +109,15 @@ func authzPolicyName(attrs *authv3.AttributeContext) string {
 type authzField uint8
 
 const (
-	fieldOrigin authzField = iota
-	fieldRequestMethod
-	fieldRequestHeaders
-	fieldRequestPrivateNetwork
-	fieldSecFetchSite
-	fieldAuthority
-	fieldHost
-	fieldMethod
-	numAuthzFields
+	authzHOrigin authzField = iota
+	authzHRequestMethod
+	authzHRequestHeaders
+	authzHRequestPrivateNetwork
+	authzHSecFetchSite
+	authzHAuthority
+	authzHHost
+	authzHMethod
+	authzHCount
 )
 
 // authzFieldOf maps a header key to the field it names, ignoring case,
@@ -97,21 +127,21 @@ func authzFieldOf(k string) (authzField, bool) {
 	var want string
 	switch len(k) {
 	case 4:
-		f, want = fieldHost, "host"
+		f, want = authzHHost, "host"
 	case 6:
-		f, want = fieldOrigin, "origin"
+		f, want = authzHOrigin, "origin"
 	case 7:
-		f, want = fieldMethod, ":method"
+		f, want = authzHMethod, ":method"
 	case 10:
-		f, want = fieldAuthority, ":authority"
+		f, want = authzHAuthority, ":authority"
 	case 14:
-		f, want = fieldSecFetchSite, "sec-fetch-site"
+		f, want = authzHSecFetchSite, "sec-fetch-site"
 	case 29:
-		f, want = fieldRequestMethod, "access-control-request-method"
+		f, want = authzHRequestMethod, "access-control-request-method"
 	case 30:
-		f, want = fieldRequestHeaders, "access-control-request-headers"
+		f, want = authzHRequestHeaders, "access-control-request-headers"
 	case 38:
-		f, want = fieldRequestPrivateNetwork, "access-control-request-private-network"
+		f, want = authzHRequestPrivateNetwork, "access-control-request-private-network"
 	default:
 		return 0, false
 	}
@@ -121,8 +151,8 @@ func authzFieldOf(k string) (authzField, bool) {
 // authzHeaders collects the fields of one request: the first value of
 // each and how many non-empty field lines carried it.
 type authzHeaders struct {
-	val [numAuthzFields]string
-	n   [numAuthzFields]uint8
+	val [authzHCount]string
+	n   [authzHCount]uint8
 }
 
 func (h *authzHeaders) add(f authzField, v string) {
@@ -168,7 +198,7 @@ func authzRequest(req *authv3.CheckRequest) (string, policy.Request) {
 			h.add(f, rawString(hv))
 		}
 	}
-	for f := range numAuthzFields {
+	for f := range authzHCount {
 		if h.n[f] > 1 {
 			h.val[f] = joinAuthzField(hr, f)
 		}
@@ -176,20 +206,20 @@ func authzRequest(req *authv3.CheckRequest) (string, policy.Request) {
 	r := policy.Request{
 		Method:                             hr.GetMethod(),
 		Host:                               hr.GetHost(),
-		Origin:                             h.val[fieldOrigin],
-		AccessControlRequestMethod:         h.val[fieldRequestMethod],
-		AccessControlRequestHeaders:        h.val[fieldRequestHeaders],
-		AccessControlRequestPrivateNetwork: h.val[fieldRequestPrivateNetwork],
-		SecFetchSite:                       h.val[fieldSecFetchSite],
+		Origin:                             h.val[authzHOrigin],
+		AccessControlRequestMethod:         h.val[authzHRequestMethod],
+		AccessControlRequestHeaders:        h.val[authzHRequestHeaders],
+		AccessControlRequestPrivateNetwork: h.val[authzHRequestPrivateNetwork],
+		SecFetchSite:                       h.val[authzHSecFetchSite],
 	}
 	if r.Method == "" {
-		r.Method = h.val[fieldMethod]
+		r.Method = h.val[authzHMethod]
 	}
 	if r.Host == "" {
-		r.Host = h.val[fieldAuthority]
+		r.Host = h.val[authzHAuthority]
 	}
 	if r.Host == "" {
-		r.Host = h.val[fieldHost]
+		r.Host = h.val[authzHHost]
 	}
 	return authzPolicyName(attrs), r
 }
@@ -289,8 +319,11 @@ func authzOKResponse(md *structpb.Struct, headers []*corev3.HeaderValueOption) *
 }
 
 func authzDeniedResponse(md *structpb.Struct, code int, body string, headers []*corev3.HeaderValueOption) *authv3.CheckResponse {
+	if code < 200 || code > 599 {
+		code = 403 // the engine answers 200, 204 or 4xx; never let a bad value through
+	}
 	b := new(authzDenied)
-	b.status.Code = typev3.StatusCode(code)
+	b.status.Code = typev3.StatusCode(int32(code))
 	b.denied.Status = &b.status
 	b.denied.Headers = headers
 	b.denied.Body = body

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/corsd/corsd/internal/envoyemu"
+	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 )
 
 // safeExtAuthz is the Envoy filter configuration the README recommends:
@@ -194,5 +195,99 @@ func TestExtAuthzThroughEnvoyEmulator(t *testing.T) {
 				t.Errorf("body = %q, want %q", body, tt.want.body)
 			}
 		})
+	}
+}
+
+// TestExtAuthzServerThroughEnvoyEmulator drives the real server (bbolt
+// store, snapshot, interceptors) through the emulated Envoy filter,
+// including a policy change made through the admin API.
+func TestExtAuthzServerThroughEnvoyEmulator(t *testing.T) {
+	const app, newcomer = "https://app.example.com", "https://new.example.com"
+	e := newTokenEnv(t)
+	e.create("acme", &corsdv1.Policy{
+		Origins:        []*corsdv1.OriginRule{{Pattern: app, AllowCredentials: true}},
+		AllowedMethods: []string{"PUT"},
+		Hosts:          []string{"api.example.com"},
+		MaxAge:         durationpb.New(600 * time.Second),
+	})
+	var calls atomic.Int32
+	upstream := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		calls.Add(1)
+		_, _ = io.WriteString(w, "upstream")
+	})
+	emu, err := envoyemu.New(authv3.NewAuthorizationClient(e.conn), upstream, envoyemu.Config{
+		ExtAuthz: safeExtAuthz(false),
+		ContextExtensions: func(r *http.Request) map[string]string {
+			if strings.HasPrefix(r.URL.Path, "/acme/") {
+				return map[string]string{"corsd_policy": "acme"}
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(emu)
+	t.Cleanup(front.Close)
+	host, path := "api.example.com", "/v1/items"
+	do := func(method, origin string, extra ...string) *http.Response {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, method, front.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		req.Header.Set("Origin", origin)
+		for i := 0; i+1 < len(extra); i += 2 {
+			req.Header.Set(extra[i], extra[i+1])
+		}
+		res, err := front.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		_ = res.Body.Close()
+		return res
+	}
+
+	res := do("OPTIONS", app, "Access-Control-Request-Method", "PUT")
+	if res.StatusCode != 204 || res.Header.Get("Access-Control-Allow-Origin") != app || res.Header.Get("Access-Control-Max-Age") != "600" || calls.Load() != 0 {
+		t.Errorf("preflight: status %d, headers %v, upstream calls %d; want 204 with CORS headers and no upstream call", res.StatusCode, res.Header, calls.Load())
+	}
+	res = do("GET", newcomer)
+	if res.StatusCode != 200 || res.Header.Get("Access-Control-Allow-Origin") != "" || calls.Load() != 1 {
+		t.Errorf("untrusted origin: status %d, headers %v, upstream calls %d; want 200 without CORS headers", res.StatusCode, res.Header, calls.Load())
+	}
+
+	if _, err := e.policy.AddOrigin(e.admin(), &corsdv1.AddOriginRequest{Policy: "policies/acme", Origin: &corsdv1.OriginRule{Pattern: newcomer}}); err != nil {
+		t.Fatalf("AddOrigin: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res = do("GET", newcomer)
+		if res.Header.Get("Access-Control-Allow-Origin") == newcomer {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the added origin is not allowed through ext_authz after 5s: headers %v", res.Header)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := res.Header.Get("Access-Control-Allow-Credentials"); got != "" {
+		t.Errorf("Access-Control-Allow-Credentials = %q for a rule without credentials", got)
+	}
+
+	// A route that names the policy: the host no longer matters.
+	host, path = "elsewhere.example.com", "/acme/items"
+	res = do("OPTIONS", app, "Access-Control-Request-Method", "PUT")
+	if res.StatusCode != 204 || res.Header.Get("Access-Control-Allow-Origin") != app {
+		t.Errorf("preflight on a route naming acme: status %d, headers %v; want 204 with CORS headers", res.StatusCode, res.Header)
+	}
+	path = "/v1/items"
+	res = do("OPTIONS", app, "Access-Control-Request-Method", "PUT")
+	if res.StatusCode != 200 || res.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("preflight for a host no policy governs: status %d, headers %v; want it passed to the upstream", res.StatusCode, res.Header)
 	}
 }

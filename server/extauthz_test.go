@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,9 +36,7 @@ const (
 // and host attributes set.
 func authzHeaderReq(method, host string, headers map[string]string) *authv3.CheckRequest {
 	h := map[string]string{":method": method, ":authority": host, ":path": "/v1/items", ":scheme": "https"}
-	for k, v := range headers {
-		h[k] = v
-	}
+	maps.Copy(h, headers)
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
 		Http: &authv3.AttributeContext_HttpRequest{Method: method, Host: host, Path: "/v1/items", Scheme: "https", Headers: h},
 	}}}

@@ -1,10 +1,12 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -218,3 +220,57 @@ func (g *gatedStore) Watch(ctx context.Context, since int64) (store.Watch, error
 var errInjected = errors.New("injected fault")
 
 func cloneProto(p *corsdv1.Policy) *corsdv1.Policy { return proto.Clone(p).(*corsdv1.Policy) }
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// laggingStore delivers each watch event (after the initial state) lag
+// late, as a store far away or under load would.
+type laggingStore struct {
+	store.Store
+	lag time.Duration
+}
+
+func (l *laggingStore) Watch(ctx context.Context, since int64) (store.Watch, error) {
+	w, err := l.Store.Watch(ctx, since)
+	if err != nil {
+		return nil, err
+	}
+	lw := &flakyWatch{ch: make(chan store.Event)}
+	go func() {
+		defer close(lw.ch)
+		synced := since > 0
+		for ev := range w.Events() {
+			if synced {
+				select {
+				case <-time.After(l.lag):
+				case <-ctx.Done():
+					return
+				}
+			}
+			synced = synced || ev.Type == store.EventSynced
+			select {
+			case lw.ch <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+		lw.err.Store(w.Err())
+	}()
+	return lw, nil
+}

@@ -412,8 +412,13 @@ func (ps *policyService) listChanges(ctx context.Context, req *corsdv1.ListChang
 		return nil, err
 	}
 	resp := &corsdv1.ListChangesResponse{Changes: changes}
-	if len(changes) > size {
+	switch {
+	case len(changes) > size:
 		resp.Changes = changes[:size]
+		resp.NextPageToken = encodeChangesToken(changes[size-1].GetRevision(), req.GetPolicy())
+	case len(changes) == size && size == maxPageSize:
+		// The store caps a page at maxPageSize, so it could not return the
+		// extra change: more may follow (the next page may be empty).
 		resp.NextPageToken = encodeChangesToken(changes[size-1].GetRevision(), req.GetPolicy())
 	}
 	return resp, nil

@@ -298,11 +298,11 @@ func TestWatchLoopRecovers(t *testing.T) {
 	for _, compact := range []bool{false, true} {
 		t.Run(fmt.Sprintf("compacted=%v", compact), func(t *testing.T) {
 			var fs *flakyStore
-			e := newEnv(t, envConfig{opts: []Option{WithTokens(testTokens...)}, wrap: func(s store.Store) store.Store {
+			fastRetry := func(o *options) error { o.retryMin = time.Millisecond; return nil }
+			e := newEnv(t, envConfig{opts: []Option{WithTokens(testTokens...), fastRetry}, wrap: func(s store.Store) store.Store {
 				fs = &flakyStore{Store: s}
 				return fs
 			}})
-			e.srv.opts.retryMin = time.Millisecond
 			ctx := store.WithActor(context.Background(), "test")
 			if _, err := e.store.Create(ctx, &corsdv1.Policy{Name: "policies/a", Hosts: []string{"a.example.com"}}); err != nil {
 				t.Fatal(err)

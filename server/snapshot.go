@@ -66,7 +66,7 @@ func (s *snapshot) byHost(h string) *entry {
 	}
 	// Longest suffix first: the most specific wildcard wins. Substrings of h
 	// as map keys do not allocate.
-	for i := 0; i < len(h); i++ {
+	for i := range len(h) {
 		if h[i] == '.' {
 			if e := s.wildcard[h[i:]]; e != nil {
 				return e
@@ -80,7 +80,7 @@ func (s *snapshot) byHost(h string) *entry {
 // allocating only when h needs a change.
 func canonicalHost(h string) string {
 	needLower := false
-	for i := 0; i < len(h); i++ {
+	for i := range len(h) {
 		if c := h[i]; 'A' <= c && c <= 'Z' {
 			needLower = true
 			break
@@ -90,8 +90,8 @@ func canonicalHost(h string) string {
 		h = strings.ToLower(h)
 	}
 	if hostPart, port, ok := splitHostPort(h); ok {
-		if strings.HasSuffix(hostPart, ".") {
-			return strings.TrimSuffix(hostPart, ".") + ":" + port
+		if trimmed, ok := strings.CutSuffix(hostPart, "."); ok {
+			return trimmed + ":" + port
 		}
 		return h
 	}

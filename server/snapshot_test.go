@@ -151,7 +151,11 @@ func TestLiveOrdering(t *testing.T) {
 	}{
 		{name: "newer put wins", steps: func(l *live) { l.put(pol("policies/a", 5), false); l.put(pol("policies/a", 3), true) }, want: 5},
 		{name: "put then newer put", steps: func(l *live) { l.put(pol("policies/a", 3), true); l.put(pol("policies/a", 5), false) }, want: 5},
-		{name: "delete not undone by an older put", steps: func(l *live) { l.put(pol("policies/a", 2), false); l.del("policies/a", 6, false); l.put(pol("policies/a", 2), true) }, want: -1},
+		{name: "delete not undone by an older put", steps: func(l *live) {
+			l.put(pol("policies/a", 2), false)
+			l.del("policies/a", 6, false)
+			l.put(pol("policies/a", 2), true)
+		}, want: -1},
 		{name: "older delete ignored", steps: func(l *live) { l.put(pol("policies/a", 7), false); l.del("policies/a", 6, true) }, want: 7},
 		{name: "recreate after delete", steps: func(l *live) { l.del("policies/a", 6, false); l.put(pol("policies/a", 8), true) }, want: 8},
 		{

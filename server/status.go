@@ -72,6 +72,10 @@ func remapFields(err error, mapField func(string) string) error {
 	if len(fes) == 0 {
 		return err
 	}
+	return fieldViolations(fes, mapField)
+}
+
+func fieldViolations(fes []*policy.FieldError, mapField func(string) string) *badRequestError {
 	e := &badRequestError{violations: make([]violation, 0, len(fes))}
 	for _, fe := range fes {
 		e.violations = append(e.violations, violation{field: mapField(fe.Field), description: fieldErrorDescription(fe)})
@@ -105,12 +109,11 @@ func toStatus(ctx context.Context, err error) error {
 		// Already a status (built by a handler on purpose).
 		return err
 	}
-	var bre *badRequestError
-	if errors.As(err, &bre) {
+	if bre, ok := errors.AsType[*badRequestError](err); ok {
 		return badRequestStatus(bre)
 	}
 	if fes := policy.FieldErrors(err); len(fes) > 0 {
-		return badRequestStatus(invalidPolicy("policy.", err).(*badRequestError))
+		return badRequestStatus(fieldViolations(fes, func(f string) string { return "policy." + f }))
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):

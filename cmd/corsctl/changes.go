@@ -21,7 +21,7 @@ func (a *app) changesCmd() *cobra.Command {
 		Short: "Show the change log: who changed which policy, when",
 		Long: `changes lists the writes recorded in corsd's change log, oldest first: revision, time,
 actor (the token's name) and kind. -o json or -o yaml include each policy before and after.`,
-		Args: checkArgs(cobra.NoArgs),
+		Args: needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if since < 0 || limit < 0 {
 				return usageErrorf(cmd, "--since and --limit must not be negative")
@@ -38,7 +38,7 @@ actor (the token's name) and kind. -o json or -o yaml include each policy before
 			var all []*corsdv1.Change
 			for {
 				if limit > 0 && limit-len(all) < int(req.PageSize) {
-					req.PageSize = int32(limit - len(all))
+					req.PageSize = int32(limit - len(all)) //nolint:gosec // G115: below PageSize (1000) on this branch
 				}
 				resp, err := c.Policies().ListChanges(ctx, req)
 				if err != nil {

@@ -22,7 +22,7 @@ Access-Control-Request-Method set to --method (and Access-Control-Request-Header
 to --request-headers). Without --policy, corsd selects the policy by --host.`,
 		Example: `  corsctl check --policy acme --origin https://app.example.com
   corsctl check --policy acme --origin https://app.example.com --preflight --method PUT --request-headers content-type,x-api-key`,
-		Args: checkArgs(cobra.NoArgs),
+		Args: needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fs := cmd.Flags()
 			if !preflight && (flagSet(fs, "request-headers") || privateNetwork) {

@@ -13,8 +13,7 @@ import (
 // describe turns err into a message that says what went wrong and how to
 // fix it. Every line but the first is indented.
 func (a *app) describe(err error) string {
-	var ue *usageError
-	if errors.As(err, &ue) {
+	if ue, ok := errors.AsType[*usageError](err); ok {
 		return "corsctl: " + ue.Error()
 	}
 	// Keep the "apply policies/x: " context that commands add, and explain

@@ -13,7 +13,7 @@ func (a *app) exportCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "export",
 		Short: "Print every policy as a YAML list (-o json for JSON), ready for import",
-		Args:  checkArgs(cobra.NoArgs),
+		Args:  needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			data, err := a.exportAll(cmd)
 			if err != nil {
@@ -56,7 +56,7 @@ func (a *app) importCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "import -f FILE",
 		Short: "Apply every policy of FILE (an export): create the missing, update the different",
-		Args:  checkArgs(cobra.NoArgs),
+		Args:  needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
 				return usageErrorf(cmd, "import needs -f FILE")
@@ -76,7 +76,7 @@ func (a *app) backupCmd() *cobra.Command {
 
 It is an export, not a copy of corsd's database: the change log and the revisions are
 not kept (corsd's API has no backup call yet). Restore with: corsctl import -f FILE`,
-		Args: checkArgs(cobra.ExactArgs(1)),
+		Args: needArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			data, err := a.exportAll(cmd)
 			if err != nil {
@@ -85,7 +85,7 @@ not kept (corsd's API has no backup call yet). Restore with: corsctl import -f F
 			if err := writeFileAtomic(args[0], data); err != nil {
 				return fmt.Errorf("corsctl: write backup: %w", err)
 			}
-			fmt.Fprintf(a.errOut, "wrote %s (%d bytes); restore with: corsctl import -f %s\n", args[0], len(data), args[0])
+			a.hintf("wrote %s (%d bytes); restore with: corsctl import -f %s\n", args[0], len(data), args[0])
 			return nil
 		},
 	}

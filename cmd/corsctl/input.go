@@ -29,11 +29,11 @@ func readPolicyFile(path string, stdin io.Reader) ([]*corsdv1.Policy, error) {
 	if path == "-" {
 		r, src = stdin, "standard input"
 	} else {
-		f, err := os.Open(path)
+		f, err := os.Open(path) //nolint:gosec // G304: reading the file the user named is the point
 		if err != nil {
 			return nil, fmt.Errorf("corsctl: %w", err)
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }()
 		r = f
 	}
 	data, err := io.ReadAll(io.LimitReader(r, maxInputSize+1))

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/spf13/cobra"
 
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
@@ -19,7 +17,7 @@ func (a *app) originsListCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "list POLICY",
 		Short: "List the trusted origins of POLICY",
-		Args:  checkArgs(cobra.ExactArgs(1)),
+		Args:  needArgs("POLICY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel, c, err := a.call(cmd)
 			if err != nil {
@@ -54,7 +52,7 @@ func (a *app) originsAddCmd() *cobra.Command {
 		Example: `  corsctl origins add acme https://app.example.com --credentials --description "the SPA"
   corsctl origins add acme 'https://*.preview.example.com'
   corsctl origins add acme 'http://localhost:*'`,
-		Args: checkArgs(cobra.ExactArgs(2)),
+		Args: needArgs("POLICY", "ORIGIN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel, c, err := a.call(cmd)
 			if err != nil {
@@ -73,8 +71,7 @@ func (a *app) originsAddCmd() *cobra.Command {
 				return err
 			}
 			if a.output == "table" {
-				fmt.Fprintf(a.out, "%s now trusts %s (revision %d)\n", resp.GetPolicy().GetName(), args[1], resp.GetPolicy().GetRevision())
-				return nil
+				return a.printf("%s now trusts %s (revision %d)\n", resp.GetPolicy().GetName(), args[1], resp.GetPolicy().GetRevision())
 			}
 			return a.printMessages(false, resp.GetPolicy())
 		},
@@ -95,7 +92,7 @@ func (a *app) originsRemoveCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "remove POLICY ORIGIN",
 		Short: "Stop trusting ORIGIN in POLICY",
-		Args:  checkArgs(cobra.ExactArgs(2)),
+		Args:  needArgs("POLICY", "ORIGIN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel, c, err := a.call(cmd)
 			if err != nil {
@@ -107,8 +104,7 @@ func (a *app) originsRemoveCmd() *cobra.Command {
 				return err
 			}
 			if a.output == "table" {
-				fmt.Fprintf(a.out, "%s no longer trusts %s (revision %d)\n", resp.GetPolicy().GetName(), args[1], resp.GetPolicy().GetRevision())
-				return nil
+				return a.printf("%s no longer trusts %s (revision %d)\n", resp.GetPolicy().GetName(), args[1], resp.GetPolicy().GetRevision())
 			}
 			return a.printMessages(false, resp.GetPolicy())
 		},

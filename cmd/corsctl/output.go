@@ -74,8 +74,20 @@ func policiesAsMessages(ps []*corsdv1.Policy) []proto.Message {
 	return out
 }
 
-func newTable(w io.Writer) *tabwriter.Writer {
-	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+// align lays out tab-separated rows in columns.
+func align(rows []byte) []byte {
+	var out bytes.Buffer
+	tw := tabwriter.NewWriter(&out, 0, 4, 2, ' ', 0)
+	// Writes to a bytes.Buffer cannot fail.
+	_, _ = tw.Write(rows)
+	_ = tw.Flush()
+	return out.Bytes()
+}
+
+// writeAll writes b to w in one call.
+func writeAll(w io.Writer, b []byte) error {
+	_, err := w.Write(b)
+	return err
 }
 
 func modeString(m corsdv1.Mode) string {
@@ -115,18 +127,17 @@ func orDash(s string) string {
 
 // printPolicyTable writes policies one per line.
 func printPolicyTable(w io.Writer, ps []*corsdv1.Policy) error {
-	tw := newTable(w)
-	fmt.Fprintln(tw, "NAME\tMODE\tORIGINS\tHOSTS\tREVISION\tUPDATED")
+	var rows bytes.Buffer
+	rows.WriteString("NAME\tMODE\tORIGINS\tHOSTS\tREVISION\tUPDATED\n")
 	for _, p := range ps {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", p.GetName(), modeString(p.GetMode()), len(p.GetOrigins()),
+		fmt.Fprintf(&rows, "%s\t%s\t%d\t%s\t%d\t%s\n", p.GetName(), modeString(p.GetMode()), len(p.GetOrigins()),
 			listOrDash(p.GetHosts()), p.GetRevision(), timeString(p.GetUpdateTime()))
 	}
-	return tw.Flush()
+	return writeAll(w, align(rows.Bytes()))
 }
 
 // printPolicyDetail writes every field of one policy.
 func printPolicyDetail(w io.Writer, p *corsdv1.Policy) error {
-	tw := newTable(w)
 	maxAge := "- (no Access-Control-Max-Age)"
 	if p.GetMaxAge() != nil {
 		maxAge = p.GetMaxAge().AsDuration().String()
@@ -137,7 +148,7 @@ func printPolicyDetail(w io.Writer, p *corsdv1.Policy) error {
 		}
 		return strconv.Itoa(int(v))
 	}
-	rows := [][2]string{
+	fields := [][2]string{
 		{"Name", p.GetName()},
 		{"Description", orDash(p.GetDescription())},
 		{"Mode", modeString(p.GetMode())},
@@ -155,29 +166,28 @@ func printPolicyDetail(w io.Writer, p *corsdv1.Policy) error {
 		{"Created", timeString(p.GetCreateTime())},
 		{"Updated", timeString(p.GetUpdateTime())},
 	}
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "Origins (%d):\n", len(p.GetOrigins()))
-	if len(p.GetOrigins()) == 0 {
-		return nil
+	var rows bytes.Buffer
+	for _, f := range fields {
+		fmt.Fprintf(&rows, "%s:\t%s\n", f[0], f[1])
 	}
 	var b bytes.Buffer
-	if err := printOriginTable(&b, p.GetOrigins()); err != nil {
-		return err
+	b.Write(align(rows.Bytes()))
+	fmt.Fprintf(&b, "Origins (%d):\n", len(p.GetOrigins()))
+	if len(p.GetOrigins()) > 0 {
+		for line := range strings.Lines(string(originTable(p.GetOrigins()))) {
+			b.WriteString("  " + line)
+		}
 	}
-	for line := range strings.Lines(b.String()) {
-		fmt.Fprint(w, "  "+line)
-	}
-	return nil
+	return writeAll(w, b.Bytes())
 }
 
 func printOriginTable(w io.Writer, rules []*corsdv1.OriginRule) error {
-	tw := newTable(w)
-	fmt.Fprintln(tw, "PATTERN\tCREDENTIALS\tDESCRIPTION")
+	return writeAll(w, originTable(rules))
+}
+
+func originTable(rules []*corsdv1.OriginRule) []byte {
+	var rows bytes.Buffer
+	rows.WriteString("PATTERN\tCREDENTIALS\tDESCRIPTION\n")
 	for _, r := range rules {
 		creds := yesNo(r.GetAllowCredentials())
 		var dangers []string
@@ -190,53 +200,52 @@ func printOriginTable(w io.Writer, rules []*corsdv1.OriginRule) error {
 		if len(dangers) > 0 {
 			creds += " (dangerously: " + strings.Join(dangers, ", ") + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.GetPattern(), creds, orDash(r.GetDescription()))
+		fmt.Fprintf(&rows, "%s\t%s\t%s\n", r.GetPattern(), creds, orDash(r.GetDescription()))
 	}
-	return tw.Flush()
+	return align(rows.Bytes())
 }
 
 func printDecision(w io.Writer, d *corsdv1.Decision) error {
-	tw := newTable(w)
 	verdict := "refused"
 	if d.GetAllowed() {
 		verdict = "allowed"
 	}
-	kind := strings.TrimPrefix(d.GetKind().String(), "DECISION_KIND_")
 	reply := "- (the request goes on to the protected service, with the headers below)"
 	if s := d.GetReplyStatus(); s != 0 {
 		reply = fmt.Sprintf("%d (answered without calling the protected service)", s)
 	}
-	policyName := "- (no policy)"
+	policyName, mode := "- (no policy)", "-"
 	if d.GetPolicy() != "" {
 		policyName = fmt.Sprintf("%s (revision %d)", d.GetPolicy(), d.GetPolicyRevision())
+		mode = modeString(d.GetMode())
 	}
-	fmt.Fprintf(tw, "Decision:\t%s\n", verdict)
-	fmt.Fprintf(tw, "Kind:\t%s\n", kind)
-	fmt.Fprintf(tw, "Reason:\t%s\n", strings.TrimPrefix(d.GetReason().String(), "REASON_"))
-	fmt.Fprintf(tw, "Message:\t%s\n", orDash(d.GetMessage()))
-	fmt.Fprintf(tw, "Policy:\t%s\n", policyName)
-	fmt.Fprintf(tw, "Mode:\t%s\n", modeString(d.GetMode()))
-	fmt.Fprintf(tw, "Reply status:\t%s\n", reply)
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "Response headers (%d):\n", len(d.GetResponseHeaders()))
+	var rows bytes.Buffer
+	fmt.Fprintf(&rows, "Decision:\t%s\n", verdict)
+	fmt.Fprintf(&rows, "Kind:\t%s\n", strings.TrimPrefix(d.GetKind().String(), "DECISION_KIND_"))
+	fmt.Fprintf(&rows, "Reason:\t%s\n", strings.TrimPrefix(d.GetReason().String(), "REASON_"))
+	fmt.Fprintf(&rows, "Message:\t%s\n", orDash(d.GetMessage()))
+	fmt.Fprintf(&rows, "Policy:\t%s\n", policyName)
+	fmt.Fprintf(&rows, "Mode:\t%s\n", mode)
+	fmt.Fprintf(&rows, "Reply status:\t%s\n", reply)
+	var b bytes.Buffer
+	b.Write(align(rows.Bytes()))
+	fmt.Fprintf(&b, "Response headers (%d):\n", len(d.GetResponseHeaders()))
 	for _, h := range d.GetResponseHeaders() {
 		suffix := ""
 		if h.GetAppend() {
 			suffix = "   (appended)"
 		}
-		fmt.Fprintf(w, "  %s: %s%s\n", h.GetName(), h.GetValue(), suffix)
+		fmt.Fprintf(&b, "  %s: %s%s\n", h.GetName(), h.GetValue(), suffix)
 	}
-	return nil
+	return writeAll(w, b.Bytes())
 }
 
 func printChangeTable(w io.Writer, cs []*corsdv1.Change) error {
-	tw := newTable(w)
-	fmt.Fprintln(tw, "REVISION\tTIME\tACTOR\tKIND\tPOLICY")
+	var rows bytes.Buffer
+	rows.WriteString("REVISION\tTIME\tACTOR\tKIND\tPOLICY\n")
 	for _, c := range cs {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", c.GetRevision(), timeString(c.GetChangeTime()), orDash(c.GetActor()),
+		fmt.Fprintf(&rows, "%d\t%s\t%s\t%s\t%s\n", c.GetRevision(), timeString(c.GetChangeTime()), orDash(c.GetActor()),
 			strings.TrimPrefix(c.GetKind().String(), "CHANGE_KIND_"), c.GetName())
 	}
-	return tw.Flush()
+	return writeAll(w, align(rows.Bytes()))
 }

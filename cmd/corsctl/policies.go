@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/corsd/corsd/client"
+	"github.com/corsd/corsd/internal/policypb"
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 )
 
@@ -31,7 +33,7 @@ func (a *app) policiesListCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
 		Short: "List every policy",
-		Args:  checkArgs(cobra.NoArgs),
+		Args:  needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel, c, err := a.call(cmd)
 			if err != nil {
@@ -43,6 +45,9 @@ func (a *app) policiesListCmd() *cobra.Command {
 				return err
 			}
 			if a.output == "table" {
+				if len(ps) == 0 {
+					a.hintf("No policies yet; create one with: corsctl policies apply -f FILE\n")
+				}
 				return printPolicyTable(a.out, ps)
 			}
 			return a.printMessages(true, policiesAsMessages(ps)...)
@@ -54,7 +59,7 @@ func (a *app) policiesGetCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "get NAME",
 		Short: "Show one policy (NAME is policies/{id} or {id})",
-		Args:  checkArgs(cobra.ExactArgs(1)),
+		Args:  needArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel, c, err := a.call(cmd)
 			if err != nil {
@@ -81,14 +86,11 @@ func (a *app) printPolicy(p *corsdv1.Policy) error {
 // format, the stored policies otherwise.
 func (a *app) printResults(results []applyResult) error {
 	if a.output == "table" {
+		var b strings.Builder
 		for _, r := range results {
-			if r.action == "unchanged" {
-				fmt.Fprintf(a.out, "%s unchanged (revision %d)\n", r.policy.GetName(), r.policy.GetRevision())
-				continue
-			}
-			fmt.Fprintf(a.out, "%s %s (revision %d)\n", r.policy.GetName(), r.action, r.policy.GetRevision())
+			fmt.Fprintf(&b, "%s %s (revision %d)\n", r.policy.GetName(), r.action, r.policy.GetRevision())
 		}
-		return nil
+		return a.printf("%s", b.String())
 	}
 	ps := make([]*corsdv1.Policy, len(results))
 	for i, r := range results {
@@ -111,7 +113,7 @@ func (a *app) policiesCreateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "create -f FILE",
 		Short: "Create the policies in FILE (YAML or JSON; - for stdin)",
-		Args:  checkArgs(cobra.NoArgs),
+		Args:  needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
 				return usageErrorf(cmd, "create needs -f FILE")
@@ -156,7 +158,7 @@ func (a *app) policiesUpdateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "update -f FILE",
 		Short: "Replace the policies in FILE; an etag in the file makes the update conditional",
-		Args:  checkArgs(cobra.NoArgs),
+		Args:  needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
 				return usageErrorf(cmd, "update needs -f FILE")
@@ -191,7 +193,7 @@ func (a *app) policiesDeleteCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "delete NAME",
 		Short: "Delete a policy (with --etag, only if it did not change since you read it)",
-		Args:  checkArgs(cobra.ExactArgs(1)),
+		Args:  needArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel, c, err := a.call(cmd)
 			if err != nil {
@@ -204,8 +206,7 @@ func (a *app) policiesDeleteCmd() *cobra.Command {
 				return err
 			}
 			if a.output == "table" {
-				fmt.Fprintf(a.out, "%s deleted (revision %d)\n", name, resp.GetRevision())
-				return nil
+				return a.printf("%s deleted (revision %d)\n", name, resp.GetRevision())
 			}
 			return a.printMessages(false, resp)
 		},
@@ -224,7 +225,7 @@ ones that differ, and leaves the equal ones alone (no write, no new revision), s
 it twice changes nothing. Output-only fields in FILE (revision, etag, times) are ignored;
 each update is conditional on the etag read just before, so a concurrent change makes
 apply fail rather than be overwritten.`,
-		Args: checkArgs(cobra.NoArgs),
+		Args: needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
 				return usageErrorf(cmd, "apply needs -f FILE")
@@ -276,10 +277,15 @@ func applyPolicy(ctx context.Context, c *client.Client, want *corsdv1.Policy) (a
 	if sameWritable(cur, want) {
 		return applyResult{action: "unchanged", policy: cur}, nil
 	}
+	// The file may differ only in spelling (upper case, a default port)
+	// that the engine normalizes, as corsd did when it stored cur.
+	if norm, _, err := policypb.Normalize(want); err == nil && sameWritable(cur, norm) {
+		return applyResult{action: "unchanged", policy: cur}, nil
+	}
 	upd := proto.Clone(want).(*corsdv1.Policy)
 	upd.Etag = cur.GetEtag()
-	// The file may differ only in spelling (an upper-case host, a default
-	// port) that corsd normalizes: ask corsd what it would store.
+	// Ask corsd what it would store, in case its normalization differs
+	// from this binary's engine.
 	dry, err := c.Policies().UpdatePolicy(ctx, &corsdv1.UpdatePolicyRequest{Policy: upd, ValidateOnly: true})
 	if err != nil {
 		return applyResult{}, err

@@ -52,12 +52,17 @@ func usageErrorf(cmd *cobra.Command, format string, args ...any) error {
 	return &usageError{err: fmt.Errorf(format, args...), cmd: cmd}
 }
 
-// checkArgs wraps a cobra argument validator so that its failures are usage
-// errors.
-func checkArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
+// needArgs returns a validator for exactly the positional arguments named
+// in names ("NAME", "POLICY ORIGIN"); its failures are usage errors.
+func needArgs(names ...string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
-		if err := v(cmd, args); err != nil {
-			return &usageError{err: err, cmd: cmd}
+		switch {
+		case len(args) < len(names):
+			return usageErrorf(cmd, "%s needs %s", cmd.CommandPath(), strings.Join(names[len(args):], " "))
+		case len(args) > len(names) && len(names) == 0:
+			return usageErrorf(cmd, "%s takes no arguments; got %q", cmd.CommandPath(), args)
+		case len(args) > len(names):
+			return usageErrorf(cmd, "%s takes %s; got %d arguments: %q", cmd.CommandPath(), strings.Join(names, " "), len(args), args)
 		}
 		return nil
 	}
@@ -70,6 +75,8 @@ func groupCmd(use, short string) *cobra.Command {
 		Use:   use,
 		Short: short,
 		Args:  cobra.ArbitraryArgs,
+		// Found commands are matched first; RunE sees only unknown ones.
+		SuggestionsMinimumDistance: 2,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageErrorf(cmd, "%s needs a subcommand", cmd.CommandPath())
@@ -149,21 +156,20 @@ any other failure; 2 on a usage error.`
 // run executes corsctl with args and returns the exit code. Errors are
 // printed to errOut with what to do about them.
 func run(ctx context.Context, args []string, out, errOut io.Writer) int {
-	a, root := newApp(out, errOut)
+	a, root := newApp(out, errOut) //nolint:contextcheck // the commands get ctx from ExecuteContextC, as cmd.Context()
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	a.closeClient()
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(errOut, a.describe(err))
-	var ue *usageError
-	if errors.As(err, &ue) {
+	_, _ = fmt.Fprintln(errOut, a.describe(err))
+	if ue, ok := errors.AsType[*usageError](err); ok {
 		c := ue.cmd
 		if c == nil {
 			c = cmd
 		}
-		fmt.Fprintf(errOut, "Run '%s --help' for usage.\n", c.CommandPath())
+		_, _ = fmt.Fprintf(errOut, "Run '%s --help' for usage.\n", c.CommandPath())
 		return exitUsage
 	}
 	return exitError
@@ -227,6 +233,17 @@ func (a *app) closeClient() {
 		_ = a.client.Close()
 		a.client = nil
 	}
+}
+
+// printf writes to standard output.
+func (a *app) printf(format string, args ...any) error {
+	_, err := fmt.Fprintf(a.out, format, args...)
+	return err
+}
+
+// hintf writes a hint to standard error; a failure to write it is moot.
+func (a *app) hintf(format string, args ...any) {
+	_, _ = fmt.Fprintf(a.errOut, format, args...)
 }
 
 // flagSet returns whether the named flag was given.

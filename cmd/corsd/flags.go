@@ -72,7 +72,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 		return nil, errUsage
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "corsd: unexpected arguments: %q\n", fs.Args())
+		_, _ = fmt.Fprintf(stderr, "corsd: unexpected arguments: %q\n", fs.Args())
 		return nil, errUsage
 	}
 	given := map[string]bool{}

@@ -4,9 +4,31 @@
 // /readyz on a second, HTTP port, over an embedded bbolt store.
 //
 // Every flag has an environment fallback: --db is CORSD_DB, --tls-cert is
-// CORSD_TLS_CERT, and so on; a flag on the command line wins. Tokens may
-// also come from CORSD_TOKENS (see server.ParseTokensEnv). Run corsd -h for
-// the list.
+// CORSD_TLS_CERT, and so on; a flag on the command line wins.
+//
+//	--listen            127.0.0.1:8443  gRPC address; non-loopback needs tokens
+//	--http-listen       127.0.0.1:9090  /metrics, /healthz, /readyz; "" disables
+//	--db                corsd.db        bbolt file, created when missing
+//	--tokens-file                       YAML/JSON list of {name, token, scopes}
+//	CORSD_TOKENS (env only)             name:token:scope1+scope2,...
+//	--decision-auth     false           decisions and ext_authz need the check scope
+//	--default-policy                    policy when none is named or governs the host
+//	--bootstrap                         YAML/JSON list of policies created when missing
+//	--tls-cert, --tls-key               TLS for the gRPC port
+//	--tls-client-ca                     require client certificates from this CA (mTLS)
+//	--log-format        text            text or json
+//	--log-level         info            debug, info, warn, error
+//	--log-decisions     false           log every decision
+//	--shutdown-timeout  10s             graceful stop bound, then hard stop
+//	--retain-changes    100000          change-log entries kept; 0: no count limit
+//	--retain-age        0               drop older change-log entries; 0: no age limit
+//	--restore-from                      restore the database from a backup first
+//	--restore-overwrite false           let --restore-from replace an existing file
+//
+// On start corsd logs one line per listener ("grpc listening", "http
+// listening", with addr) and "ready" once the policies are loaded. SIGINT or
+// SIGTERM start a graceful shutdown: health NOT_SERVING and /readyz 503,
+// then a graceful stop bounded by --shutdown-timeout; the exit status is 0.
 package main
 
 import (

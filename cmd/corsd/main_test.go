@@ -30,6 +30,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/testing/protocmp"
 
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 	"github.com/corsd/corsd/store/boltstore"
@@ -466,11 +468,33 @@ func FuzzParseBootstrap(f *testing.F) {
 		if err != nil {
 			return
 		}
-		// Whatever is accepted is named and normalized: parsing it again
-		// gives the same policies.
+		// Whatever is accepted is named and normalized: parsing its JSON
+		// again gives the same policies.
+		items := make([]json.RawMessage, 0, len(seed))
 		for _, b := range seed {
 			if !strings.HasPrefix(b.p.GetName(), "policies/") {
 				t.Fatalf("accepted policy named %q", b.p.GetName())
+			}
+			js, err := protojson.Marshal(b.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			items = append(items, js)
+		}
+		if len(items) == 0 {
+			return
+		}
+		again, err := json.Marshal(items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed2, err := parseBootstrap(again)
+		if err != nil {
+			t.Fatalf("normalized bootstrap refused: %v\n%s", err, again)
+		}
+		for i := range seed {
+			if diff := cmp.Diff(seed[i].p, seed2[i].p, protocmp.Transform()); diff != "" {
+				t.Fatalf("normalization not idempotent (-first +second):\n%s", diff)
 			}
 		}
 	})

@@ -86,11 +86,13 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) (err error) {
 	if cfg.logDecisions {
 		opts = append(opts, server.WithDecisionLog())
 	}
-	srv, err := server.New(st, opts...)
+	// The server follows the store until Close, not until ctx ends: it must
+	// keep serving during the graceful shutdown that follows ctx.
+	srv, err := server.New(st, opts...) //nolint:contextcheck // see above
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
+	defer func() { _ = srv.Close() }()
 
 	gopts := srv.ServerOptions()
 	if creds != nil {
@@ -144,7 +146,8 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) (err error) {
 	case runErr = <-serveErr:
 		log.Error("serving failed; shutting down", "err", runErr)
 	}
-	shutdown(srv, gs, hs, cfg.shutdownTimeout, log)
+	// ctx is done by now: the shutdown gets its own deadline.
+	shutdown(srv, gs, hs, cfg.shutdownTimeout, log) //nolint:contextcheck // see above
 	log.Info("stopped")
 	return runErr
 }
@@ -211,7 +214,7 @@ func loadTLS(cfg *config) (credentials.TransportCredentials, error) {
 	}
 	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	if cfg.tlsClientCA != "" {
-		pem, err := os.ReadFile(cfg.tlsClientCA)
+		pem, err := os.ReadFile(cfg.tlsClientCA) //nolint:gosec // G304,G703: the operator names the file
 		if err != nil {
 			return nil, fmt.Errorf("read --tls-client-ca: %w", err)
 		}

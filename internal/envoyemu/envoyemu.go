@@ -57,6 +57,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"regexp"
@@ -208,17 +209,17 @@ func (f *Filter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		entry.DynamicMetadata = dynamicMetadata(resp, time.Since(start))
 		f.pass(w, r, resp.GetOkResponse(), &entry)
 	case resp.GetErrorResponse() != nil:
-		entry.GRPCCode = codes.Code(resp.GetStatus().GetCode())
+		entry.GRPCCode = grpcCode(resp)
 		entry.DynamicMetadata = dynamicMetadata(resp, 0)
 		f.fail(w, r, &entry)
 	default:
 		entry.Result = ResultDenied
-		entry.GRPCCode = codes.Code(resp.GetStatus().GetCode())
+		entry.GRPCCode = grpcCode(resp)
 		entry.DynamicMetadata = dynamicMetadata(resp, 0)
 		denied := resp.GetDeniedResponse()
 		code := int(denied.GetStatus().GetCode())
-		if code == 0 {
-			code = http.StatusForbidden
+		if code < 100 || code > 599 {
+			code = http.StatusForbidden // unset (Envoy's default), or not a status net/http can send
 		}
 		localReply(w, code, denied.GetBody(), denied.GetHeaders())
 		entry.Status = code
@@ -355,13 +356,20 @@ func (f *Filter) CheckRequest(r *http.Request) *authv3.CheckRequest {
 	}
 	if f.extensions != nil {
 		if ext := f.extensions(r); len(ext) > 0 {
-			attrs.ContextExtensions = make(map[string]string, len(ext))
-			for k, v := range ext {
-				attrs.ContextExtensions[k] = v
-			}
+			attrs.ContextExtensions = maps.Clone(ext)
 		}
 	}
 	return &authv3.CheckRequest{Attributes: attrs}
+}
+
+// grpcCode returns the status code of resp; a negative code (not a gRPC
+// code) reads as Unknown.
+func grpcCode(resp *authv3.CheckResponse) codes.Code {
+	c := resp.GetStatus().GetCode()
+	if c < 0 {
+		return codes.Unknown
+	}
+	return codes.Code(c)
 }
 
 // hopByHop reports the connection-specific headers Envoy's connection

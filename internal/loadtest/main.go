@@ -31,6 +31,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -68,6 +69,7 @@ type options struct {
 	total       int
 	rate        int
 	rateFor     time.Duration
+	rounds      int
 	samples     int
 	verbose     bool
 }
@@ -90,10 +92,11 @@ func run() error {
 	flag.IntVar(&o.total, "n", 20000, "requests per throughput run")
 	flag.IntVar(&o.rate, "rps", 1000, "request rate of the fixed-rate runs")
 	flag.DurationVar(&o.rateFor, "rate-duration", 10*time.Second, "duration of each fixed-rate run")
+	flag.IntVar(&o.rounds, "rounds", 5, "alternating rounds each measurement is split into")
 	flag.IntVar(&o.samples, "samples", 50, "AddOrigin write-to-visible samples (at most 500)")
 	flag.BoolVar(&o.verbose, "v", false, "log each ghz run")
 	flag.Parse()
-	if o.samples < 1 || o.samples > 500 || o.total < 1 || o.total > 1_000_000 || o.rate < 1 || o.rateFor <= 0 || o.rateFor > time.Minute || o.concurrency < 1 {
+	if o.samples < 1 || o.samples > 500 || o.total < 1 || o.total > 1_000_000 || o.rate < 1 || o.rateFor <= 0 || o.rateFor > time.Minute || o.concurrency < 1 || o.rounds < 1 || o.rounds > 20 {
 		return errors.New("flags out of range")
 	}
 
@@ -106,19 +109,25 @@ func run() error {
 	if _, err := os.Stat(ghz); err != nil {
 		return fmt.Errorf("ghz not found (run make tools): %w", err)
 	}
-	payloads := map[string]string{}
-	for _, name := range []string{"preflight", "allowed", "disallowed"} {
-		p := filepath.Join(o.payloads, name+".json")
-		if _, err := os.Stat(p); err != nil {
-			return fmt.Errorf("payload: %w", err)
-		}
-		payloads[name] = p
-	}
 	tmp, err := os.MkdirTemp("", "corsd-loadtest-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
+	defer func() { _ = os.RemoveAll(tmp) }()
+	// ghz gets the payloads serialized (-B): building each request from
+	// JSON would make the client, not the servers, the bottleneck.
+	requests := map[string]*authv3.CheckRequest{}
+	payloads := map[string]string{}
+	for _, name := range []string{"preflight", "allowed", "disallowed"} {
+		req := &authv3.CheckRequest{}
+		if err := readProtoJSON(filepath.Join(o.payloads, name+".json"), req); err != nil {
+			return fmt.Errorf("payload %s: %w", name, err)
+		}
+		requests[name] = req
+		if payloads[name], err = writeBinary(tmp, name+".bin", req); err != nil {
+			return err
+		}
+	}
 
 	logf("building corsd")
 	bin := filepath.Join(tmp, "corsd")
@@ -138,7 +147,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	admin := corsdv1.NewPolicyServiceClient(conn)
 	decisions := corsdv1.NewDecisionServiceClient(conn)
 	if err := createPolicy(ctx, admin, decisions); err != nil {
@@ -147,11 +156,7 @@ func run() error {
 
 	// The no-op server answers with corsd's own response to the allowed
 	// request, so both marshal the same bytes.
-	allowedReq := &authv3.CheckRequest{}
-	if err := readProtoJSON(payloads["allowed"], allowedReq); err != nil {
-		return err
-	}
-	constant, err := authv3.NewAuthorizationClient(conn).Check(ctx, allowedReq)
+	constant, err := authv3.NewAuthorizationClient(conn).Check(ctx, requests["allowed"])
 	if err != nil {
 		return fmt.Errorf("corsd Check(allowed): %w", err)
 	}
@@ -168,51 +173,46 @@ func run() error {
 	g := &ghzRunner{bin: ghz, dir: tmp, verbose: o.verbose}
 	var rows []row
 
-	// Throughput: warm both up, then alternate corsd and no-op per payload so
-	// that drift on a shared machine hits both alike.
+	// Warm both up, then run each measurement in rounds that alternate
+	// between corsd and the no-op server, pooling the rounds per target, so
+	// that the noise of a shared machine hits both alike.
 	for _, target := range []string{corsd.addr, noop.addr} {
 		if _, err := g.run(ctx, target, checkMethod, payloads["allowed"], "-c", fmt.Sprint(o.concurrency), "-n", "2000"); err != nil {
 			return err
 		}
 	}
+	perRound := max(o.total/o.rounds, 1)
 	for _, name := range []string{"preflight", "allowed", "disallowed"} {
-		c, err := g.run(ctx, corsd.addr, checkMethod, payloads[name], "-c", fmt.Sprint(o.concurrency), "-n", fmt.Sprint(o.total), "-x", "60s")
+		res, err := g.interleaved(ctx, []string{corsd.addr, noop.addr}, checkMethod, payloads[name], o.rounds, "-c", fmt.Sprint(o.concurrency), "-n", fmt.Sprint(perRound))
 		if err != nil {
 			return err
 		}
-		n, err := g.run(ctx, noop.addr, checkMethod, payloads[name], "-c", fmt.Sprint(o.concurrency), "-n", fmt.Sprint(o.total), "-x", "60s")
-		if err != nil {
-			return err
-		}
-		ratio := c.Rps / n.Rps
+		c, n := res[0].rps(), res[1].rps()
 		rows = append(rows, row{
 			target: fmt.Sprintf("ext_authz throughput, %s (req/s, -c %d)", name, o.concurrency),
-			corsd:  fmt.Sprintf("%.0f", c.Rps), noop: fmt.Sprintf("%.0f", n.Rps),
-			ratio: fmt.Sprintf("%.2f", ratio), met: yesNo(ratio >= throughputTarget) + fmt.Sprintf(" (≥ %.2f)", throughputTarget),
+			corsd:  fmt.Sprintf("%.0f", c), noop: fmt.Sprintf("%.0f", n),
+			ratio: fmt.Sprintf("%.2f", c/n), met: yesNo(c/n >= throughputTarget) + fmt.Sprintf(" (≥ %.2f)", throughputTarget),
 		})
 	}
-	checkOrigin, err := writeJSON(tmp, "check_origin.json", map[string]string{"host": apiHost, "method": "GET", "origin": trustedOrigin})
+	checkOrigin, err := writeBinary(tmp, "check_origin.bin", &corsdv1.CheckOriginRequest{Host: apiHost, Method: "GET", Origin: trustedOrigin})
 	if err != nil {
 		return err
 	}
-	co, err := g.run(ctx, corsd.addr, checkOriginMethod, checkOrigin, "-c", fmt.Sprint(o.concurrency), "-n", fmt.Sprint(o.total), "-x", "60s")
+	co, err := g.interleaved(ctx, []string{corsd.addr}, checkOriginMethod, checkOrigin, o.rounds, "-c", fmt.Sprint(o.concurrency), "-n", fmt.Sprint(perRound))
 	if err != nil {
 		return err
 	}
-	rows = append(rows, row{target: fmt.Sprintf("CheckOrigin throughput (req/s, -c %d)", o.concurrency), corsd: fmt.Sprintf("%.0f", co.Rps), noop: "—", ratio: "—", met: "—"})
+	rows = append(rows, row{target: fmt.Sprintf("CheckOrigin throughput (req/s, -c %d)", o.concurrency), corsd: fmt.Sprintf("%.0f", co[0].rps()), noop: "—", ratio: "—", met: "—"})
 
-	// Latency at a fixed rate.
-	rate := []string{"--rps", fmt.Sprint(o.rate), "-c", "20", "-z", o.rateFor.String()}
+	// Latency at a fixed rate. -n rather than -z: ghz cancels the calls in
+	// flight when -z ends.
+	rate := []string{"--rps", fmt.Sprint(o.rate), "-c", "20", "-n", fmt.Sprint(max(int(float64(o.rate)*o.rateFor.Seconds())/o.rounds, 1))}
 	for _, name := range []string{"preflight", "allowed", "disallowed"} {
-		c, err := g.run(ctx, corsd.addr, checkMethod, payloads[name], rate...)
+		res, err := g.interleaved(ctx, []string{corsd.addr, noop.addr}, checkMethod, payloads[name], o.rounds, rate...)
 		if err != nil {
 			return err
 		}
-		n, err := g.run(ctx, noop.addr, checkMethod, payloads[name], rate...)
-		if err != nil {
-			return err
-		}
-		cp, np := c.p99(), n.p99()
+		cp, np := res[0].p99(), res[1].p99()
 		ratio := float64(cp) / float64(np)
 		rows = append(rows, row{
 			target: fmt.Sprintf("ext_authz p99 at %d req/s, %s", o.rate, name),
@@ -220,11 +220,11 @@ func run() error {
 			ratio: fmt.Sprintf("%.2f", ratio), met: yesNo(ratio <= p99Target) + fmt.Sprintf(" (≤ %.1fx)", p99Target),
 		})
 	}
-	c, err := g.run(ctx, corsd.addr, checkOriginMethod, checkOrigin, rate...)
+	co, err = g.interleaved(ctx, []string{corsd.addr}, checkOriginMethod, checkOrigin, o.rounds, rate...)
 	if err != nil {
 		return err
 	}
-	rows = append(rows, row{target: fmt.Sprintf("CheckOrigin p99 at %d req/s", o.rate), corsd: ms(c.p99()), noop: "—", ratio: "—", met: "—"})
+	rows = append(rows, row{target: fmt.Sprintf("CheckOrigin p99 at %d req/s", o.rate), corsd: ms(co[0].p99()), noop: "—", ratio: "—", met: "—"})
 
 	// Write to visible.
 	lat, err := propagation(ctx, admin, decisions, o.samples)
@@ -244,7 +244,7 @@ func run() error {
 	for _, r := range rows {
 		fmt.Printf("| %s | %s | %s | %s | %s |\n", r.target, r.corsd, r.noop, r.ratio, r.met)
 	}
-	fmt.Printf("\nghz %s, loopback, %d CPUs shared by ghz, corsd and the no-op server; the no-op server runs in this process.\n", g.version(ctx), numCPU())
+	fmt.Printf("\nbin/ghz over loopback; %d CPUs shared by ghz, corsd and the no-op server (which runs in this process).\n", runtime.NumCPU())
 	return nil
 }
 
@@ -291,8 +291,8 @@ func readProtoJSON(path string, m proto.Message) error {
 	return protojson.Unmarshal(b, m)
 }
 
-func writeJSON(dir, name string, v any) (string, error) {
-	b, err := json.Marshal(v)
+func writeBinary(dir, name string, m proto.Message) (string, error) {
+	b, err := proto.Marshal(m)
 	if err != nil {
 		return "", err
 	}
@@ -312,7 +312,7 @@ type corsdProc struct {
 // startCorsd starts corsd on loopback ports chosen by the kernel and waits
 // until its log says it is ready.
 func startCorsd(ctx context.Context, bin, db string) (*corsdProc, error) {
-	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--db", db, "--log-format", "json", "--log-level", "info") //nolint:gosec // our own freshly built binary
+	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--db", db, "--log-format", "json", "--log-level", "info")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -419,7 +419,7 @@ func createPolicy(ctx context.Context, admin corsdv1.PolicyServiceClient, decisi
 		}
 		select {
 		case <-cctx.Done():
-			return fmt.Errorf("the created policy never became visible: %v", err)
+			return fmt.Errorf("the created policy never became visible (last error: %w)", err)
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
@@ -496,33 +496,58 @@ type ghzRunner struct {
 
 // report is the part of ghz's JSON report that the table needs.
 type report struct {
-	Count               uint64         `json:"count"`
-	Rps                 float64        `json:"rps"`
-	Average             time.Duration  `json:"average"`
-	StatusCodeDist      map[string]int `json:"statusCodeDistribution"`
-	ErrorDist           map[string]int `json:"errorDistribution"`
-	LatencyDistribution []struct {
-		Percentage int           `json:"percentage"`
-		Latency    time.Duration `json:"latency"`
-	} `json:"latencyDistribution"`
+	Count          uint64         `json:"count"`
+	Total          time.Duration  `json:"total"`
+	Rps            float64        `json:"rps"`
+	Average        time.Duration  `json:"average"`
+	StatusCodeDist map[string]int `json:"statusCodeDistribution"`
+	ErrorDist      map[string]int `json:"errorDistribution"`
+	Details        []struct {
+		Latency time.Duration `json:"latency"`
+	} `json:"details"`
 }
 
-func (r *report) p99() time.Duration {
-	for _, l := range r.LatencyDistribution {
-		if l.Percentage == 99 {
-			return l.Latency
+// pooled sums the rounds of one target.
+type pooled struct {
+	count uint64
+	total time.Duration
+	lats  []time.Duration
+}
+
+func (p *pooled) rps() float64 { return float64(p.count) / p.total.Seconds() }
+
+func (p *pooled) p99() time.Duration { return percentile(p.lats, 99) }
+
+// interleaved runs rounds of ghz against each target in turn and pools the
+// results per target.
+func (g *ghzRunner) interleaved(ctx context.Context, targets []string, call, data string, rounds int, args ...string) ([]*pooled, error) {
+	out := make([]*pooled, len(targets))
+	for i := range out {
+		out[i] = &pooled{}
+	}
+	for range rounds {
+		for i, t := range targets {
+			r, err := g.run(ctx, t, call, data, args...)
+			if err != nil {
+				return nil, err
+			}
+			out[i].count += r.Count
+			out[i].total += r.Total
+			for _, d := range r.Details {
+				out[i].lats = append(out[i].lats, d.Latency)
+			}
 		}
 	}
-	return 0
+	return out, nil
 }
 
 func (g *ghzRunner) run(ctx context.Context, target, call, data string, args ...string) (*report, error) {
 	out := filepath.Join(g.dir, "ghz.json")
-	full := append([]string{"--insecure", "--call", call, "-D", data, "-O", "json", "-o", out, "--connect-timeout", "5s", "-t", "5s"}, args...)
+	full := append([]string{"--insecure", "--call", call, "-B", data, "-O", "json", "-o", out, "--connect-timeout", "5s", "-t", "5s"}, args...)
 	full = append(full, target)
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(cctx, g.bin, full...) //nolint:gosec // the pinned ghz with our own arguments
+	cmd := exec.CommandContext(cctx, g.bin, full...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
@@ -536,23 +561,11 @@ func (g *ghzRunner) run(ctx context.Context, target, call, data string, args ...
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("ghz report: %w", err)
 	}
-	if r.Count == 0 || r.StatusCodeDist["OK"] != int(r.Count) || len(r.ErrorDist) > 0 {
+	if r.Count == 0 || r.StatusCodeDist["OK"] != int(r.Count) || len(r.ErrorDist) > 0 || len(r.Details) != int(r.Count) {
 		return nil, fmt.Errorf("ghz %s %s: %d requests, statuses %v, errors %v", call, target, r.Count, r.StatusCodeDist, r.ErrorDist)
 	}
 	if g.verbose {
-		logf("%s %s %s %v: %d req, %.0f req/s, avg %s, p99 %s", call, target, filepath.Base(data), args, r.Count, r.Rps, r.Average, r.p99())
+		logf("%s %s %s %v: %d req, %.0f req/s, avg %s", call, target, filepath.Base(data), args, r.Count, r.Rps, r.Average)
 	}
 	return &r, nil
-}
-
-func (g *ghzRunner) version(ctx context.Context) string {
-	out, err := exec.CommandContext(ctx, g.bin, "--version").Output() //nolint:gosec // the pinned ghz
-	if err != nil {
-		return "(unknown version)"
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func numCPU() int {
-	return runtimeNumCPU()
 }

@@ -72,8 +72,8 @@ func FromConfig(c policy.Config) *corsdv1.Policy {
 		Hosts:                  cloneStrings(c.Hosts),
 		Mode:                   fromMode(c.Mode),
 		CrossOriginProtection:  c.CrossOriginProtection,
-		PreflightSuccessStatus: int32(clampInt32(c.PreflightSuccessStatus)),
-		PreflightFailureStatus: int32(clampInt32(c.PreflightFailureStatus)),
+		PreflightSuccessStatus: toInt32(c.PreflightSuccessStatus),
+		PreflightFailureStatus: toInt32(c.PreflightFailureStatus),
 	}
 	for _, o := range c.Origins {
 		p.Origins = append(p.Origins, &corsdv1.OriginRule{
@@ -189,6 +189,14 @@ func cloneStrings(s []string) []string {
 	return append(make([]string, 0, len(s)), s...)
 }
 
-func clampInt32(v int) int {
-	return min(max(v, math.MinInt32), math.MaxInt32)
+// toInt32 saturates: a status past int32 is invalid either way, and stays
+// invalid.
+func toInt32(v int) int32 {
+	switch {
+	case v > math.MaxInt32:
+		return math.MaxInt32
+	case v < math.MinInt32:
+		return math.MinInt32
+	}
+	return int32(v)
 }

@@ -85,7 +85,7 @@ func Restore(backupPath, dbPath string, opts ...RestoreOption) (err error) {
 		return fmt.Errorf("boltstore: restore to %s: %w", dbPath, err)
 	}
 
-	src, err := os.Open(backupPath)
+	src, err := os.Open(backupPath) //nolint:gosec // G304: the operator names the backup to restore
 	if err != nil {
 		return fmt.Errorf("boltstore: restore: %w", err)
 	}
@@ -136,7 +136,7 @@ func Restore(backupPath, dbPath string, opts ...RestoreOption) (err error) {
 
 // syncDir makes a rename in dir durable.
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	d, err := os.Open(dir) //nolint:gosec // G304: the directory of the operator's database path
 	if err != nil {
 		return fmt.Errorf("boltstore: restore: %w", err)
 	}
@@ -164,21 +164,21 @@ func Verify(path string) error {
 				errs = append(errs, err)
 			}
 			if len(errs) > 0 {
-				return fmt.Errorf("boltstore: verify %s: %w: %w", path, ErrCorrupt, errors.Join(errs...))
+				return fmt.Errorf("%w: %s: the consistency check failed: %w", ErrCorrupt, path, errors.Join(errs...))
 			}
 			meta := tx.Bucket(bucketMeta)
 			if meta == nil {
-				return fmt.Errorf("boltstore: verify %s: %w: no %q bucket", path, ErrCorrupt, bucketMeta)
+				return fmt.Errorf("%w: %s: no %q bucket", ErrCorrupt, path, bucketMeta)
 			}
 			got, ok := getU64(meta, keySchema)
 			if !ok {
-				return fmt.Errorf("boltstore: verify %s: %w: no schema version", path, ErrCorrupt)
+				return fmt.Errorf("%w: %s: no schema version", ErrCorrupt, path)
 			}
 			if want := currentSchema(migrations); got > want {
 				return fmt.Errorf("boltstore: verify %s: %w", path, &SchemaVersionError{Found: got, Supported: want})
 			}
 			if err := checkLayout(tx); err != nil {
-				return fmt.Errorf("boltstore: verify %s: %w", path, err)
+				return fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
 			}
 			if err := tx.Bucket(bucketPolicies).ForEach(func(k, v []byte) error {
 				_, err := decodePolicy(string(k), v)

@@ -39,7 +39,7 @@ func getPolicy(b *bolt.Bucket, name string) (*corsdv1.Policy, error) {
 func decodePolicy(name string, data []byte) (*corsdv1.Policy, error) {
 	p := new(corsdv1.Policy)
 	if err := proto.Unmarshal(data, p); err != nil {
-		return nil, fmt.Errorf("boltstore: policy %q: %w: %w", name, ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: policy %q does not decode: %w", ErrCorrupt, name, err)
 	}
 	return p, nil
 }
@@ -47,7 +47,7 @@ func decodePolicy(name string, data []byte) (*corsdv1.Policy, error) {
 func decodeChange(k, data []byte) (*corsdv1.Change, error) {
 	c := new(corsdv1.Change)
 	if err := proto.Unmarshal(data, c); err != nil {
-		return nil, fmt.Errorf("boltstore: change %d: %w: %w", keyRev(k), ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: change %d does not decode: %w", ErrCorrupt, keyRev(k), err)
 	}
 	return c, nil
 }
@@ -56,7 +56,7 @@ func keyRev(k []byte) int64 {
 	if len(k) != 8 {
 		return -1
 	}
-	return int64(binary.BigEndian.Uint64(k))
+	return toInt64(binary.BigEndian.Uint64(k))
 }
 
 // Field numbers of corsd.v1.Change read without decoding the whole message

@@ -3,6 +3,7 @@ package boltstore
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -51,7 +52,7 @@ func prepare(tx *bolt.Tx, path string, ms []migration) (int64, error) {
 			return 0, fmt.Errorf("boltstore: open %s: %w", path, err)
 		}
 		if len(foreign) > 0 {
-			return 0, fmt.Errorf("boltstore: open %s: %w: it is a bbolt file without a %q bucket (buckets %q); was it written by another program?", path, ErrCorrupt, bucketMeta, foreign)
+			return 0, fmt.Errorf("%w: %s: it is a bbolt file without a %q bucket (it has %q); was it written by another program?", ErrCorrupt, path, bucketMeta, foreign)
 		}
 		for _, name := range [][]byte{bucketMeta, bucketPolicies, bucketChanges} {
 			if _, err := tx.CreateBucket(name); err != nil {
@@ -72,13 +73,13 @@ func prepare(tx *bolt.Tx, path string, ms []migration) (int64, error) {
 
 	got, ok := getU64(meta, keySchema)
 	if !ok {
-		return 0, fmt.Errorf("boltstore: open %s: %w: the meta bucket has no valid schema version", path, ErrCorrupt)
+		return 0, fmt.Errorf("%w: %s: the meta bucket has no valid schema version", ErrCorrupt, path)
 	}
 	if got > want {
 		return 0, fmt.Errorf("boltstore: open %s: %w", path, &SchemaVersionError{Found: got, Supported: want})
 	}
 	if got == 0 {
-		return 0, fmt.Errorf("boltstore: open %s: %w: schema version 0", path, ErrCorrupt)
+		return 0, fmt.Errorf("%w: %s: schema version 0", ErrCorrupt, path)
 	}
 	for _, m := range ms {
 		if m.from < got {
@@ -96,23 +97,23 @@ func prepare(tx *bolt.Tx, path string, ms []migration) (int64, error) {
 		}
 	}
 	if err := checkLayout(tx); err != nil {
-		return 0, fmt.Errorf("boltstore: open %s: %w", path, err)
+		return 0, fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
 	}
-	rev, _ := getU64(meta, keyRevision)
-	return int64(rev), nil
+	return metaInt(tx, keyRevision), nil
 }
 
-// checkLayout verifies that a current-schema file has every bucket and key.
+// checkLayout verifies that a current-schema file has every bucket and key;
+// a failure means ErrCorrupt.
 func checkLayout(tx *bolt.Tx) error {
 	meta := tx.Bucket(bucketMeta)
 	for _, name := range [][]byte{bucketPolicies, bucketChanges} {
 		if tx.Bucket(name) == nil {
-			return fmt.Errorf("%w: bucket %q is missing", ErrCorrupt, name)
+			return fmt.Errorf("bucket %q is missing", name)
 		}
 	}
 	for _, k := range [][]byte{keySchema, keyRevision, keyCompacted} {
 		if _, ok := getU64(meta, k); !ok {
-			return fmt.Errorf("%w: meta key %q is missing or malformed", ErrCorrupt, k)
+			return fmt.Errorf("meta key %q is missing or malformed", k)
 		}
 	}
 	return nil
@@ -120,8 +121,25 @@ func checkLayout(tx *bolt.Tx) error {
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), v) }
 
+// i64 encodes a revision, which is never negative.
+func i64(v int64) []byte {
+	if v < 0 {
+		v = 0
+	}
+	return u64(uint64(v))
+}
+
+// toInt64 decodes a revision; values past MaxInt64 only occur in a damaged
+// file and saturate.
+func toInt64(v uint64) int64 {
+	if v > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(v)
+}
+
 // revKey is the changes-bucket key of a revision.
-func revKey(rev int64) []byte { return u64(uint64(rev)) }
+func revKey(rev int64) []byte { return i64(rev) }
 
 func getU64(b *bolt.Bucket, k []byte) (uint64, bool) {
 	v := b.Get(k)
@@ -134,5 +152,5 @@ func getU64(b *bolt.Bucket, k []byte) (uint64, bool) {
 // metaInt reads a meta counter that checkLayout proved present.
 func metaInt(tx *bolt.Tx, k []byte) int64 {
 	v, _ := getU64(tx.Bucket(bucketMeta), k)
-	return int64(v)
+	return toInt64(v)
 }

@@ -141,7 +141,7 @@ func (w *watcher) push(ev store.Event) {
 			w.needLog, w.queue, w.sentAtDrop = true, nil, sent
 			return
 		}
-		w.stopLocked(fmt.Errorf("boltstore: watch: more than %d events pending after revision %d: %w", w.limit, ev.Revision-1, store.ErrWatchTooSlow))
+		w.stopLocked(fmt.Errorf("boltstore: watch: more than %d events pending at revision %d: %w", w.limit, ev.Revision, store.ErrWatchTooSlow))
 		return
 	}
 	w.queue = append(w.queue, ev)

@@ -152,7 +152,7 @@ func etag(rev int64) string { return strconv.FormatInt(rev, 10) }
 // record advances the revision, appends the change, applies retention and
 // arranges for watchers to hear of the change once the transaction commits.
 func (s *Store) record(tx *bolt.Tx, rev int64, now time.Time, actor string, kind corsdv1.ChangeKind, name string, before, after *corsdv1.Policy) error {
-	if err := tx.Bucket(bucketMeta).Put(keyRevision, u64(uint64(rev))); err != nil {
+	if err := tx.Bucket(bucketMeta).Put(keyRevision, i64(rev)); err != nil {
 		return fmt.Errorf("boltstore: write revision: %w", err)
 	}
 	c := &corsdv1.Change{
@@ -221,7 +221,7 @@ func (s *Store) compact(tx *bolt.Tx, rev int64, now time.Time) error {
 			return fmt.Errorf("boltstore: compact change %d: %w", r, err)
 		}
 	}
-	if err := tx.Bucket(bucketMeta).Put(keyCompacted, u64(uint64(upTo))); err != nil {
+	if err := tx.Bucket(bucketMeta).Put(keyCompacted, i64(upTo)); err != nil {
 		return fmt.Errorf("boltstore: write compacted revision: %w", err)
 	}
 	return nil

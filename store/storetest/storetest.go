@@ -364,7 +364,7 @@ func testUpdateErrors(t *testing.T, s store.Store) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := s.Update(ctx, tt.target, tt.pre, tt.mutate)
+			_, err := s.Update(t.Context(), tt.target, tt.pre, tt.mutate)
 			wantErr(t, "Update()", err, tt.want)
 			assertUnchanged(t, s, before)
 		})
@@ -499,7 +499,7 @@ func testMonotonicRevisions(t *testing.T, s store.Store) {
 
 func testList(t *testing.T, s store.Store) {
 	const n = 25
-	for _, i := range rand.Perm(n) {
+	for _, i := range rand.Perm(n) { //nolint:gosec // G404: a shuffle, not a secret
 		mustCreate(t, s, policy(name(i)))
 	}
 	for _, size := range []int{1, 7, 25, 26, 0, 5000} {
@@ -560,7 +560,7 @@ func testListErrors(t *testing.T, s store.Store) {
 	}{
 		{name: "negative size", size: -1},
 		{name: "garbage token", size: 10, token: "not a token!"},
-		{name: "base64 of garbage", size: 10, token: "Zm9vYmFy"},
+		{name: "base64 of garbage", size: 10, token: "Zm9vYmFy"}, //nolint:gosec // G101: a page token, not a credential
 		{name: "truncated token", size: 10, token: "x"},
 	}
 	for _, tt := range tests {
@@ -1050,7 +1050,7 @@ func testWatchConcurrent(t *testing.T, s store.Store) {
 	errs := make(chan error, writers)
 	for wr := range writers {
 		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(wr), 1))
+			rng := rand.New(rand.NewPCG(uint64(wr), 1)) //nolint:gosec // G404: a reproducible workload, not a secret
 			own := fmt.Sprintf("policies/w%d", wr)
 			exists := false
 			for i := range perWriter {
