@@ -205,15 +205,18 @@ func headerValue(lines []string) string {
 	return strings.Join(lines, ", ")
 }
 
-// setHeaders writes hs into h. All the values share one fresh backing
-// array, each sliced with its capacity capped at one, so that an append by
-// other code reallocates instead of overwriting a neighbour: one allocation
-// per response, and no slice shared with any other response.
+// setHeaders writes hs into h. Every value gets its own one-element slice,
+// with its capacity capped at one, so that an append by other code
+// reallocates instead of writing next to it: no element is ever shared with
+// another header or another response. The slices are carved from chunks
+// (see valueSlab) rather than allocated one by one.
 func setHeaders(h http.Header, hs []policy.Header) {
 	if len(hs) == 0 {
 		return
 	}
-	vals := make([]string, len(hs))
+	sl := slabs.Get().(*valueSlab)
+	vals := sl.take(len(hs))
+	slabs.Put(sl)
 	for i, x := range hs {
 		if x.Append && len(h[x.Name]) > 0 {
 			appendValue(h, x.Name, x.Value)
@@ -222,6 +225,28 @@ func setHeaders(h http.Header, hs []policy.Header) {
 		vals[i] = x.Value
 		h[x.Name] = vals[i : i+1 : i+1]
 	}
+}
+
+// slabSize is the number of header values per chunk: 4 KiB of string
+// headers, enough for about 60 responses.
+const slabSize = 256
+
+// valueSlab hands out fresh, never reused string slices from a chunk. A
+// chunk is only shared in memory, never in content: each element goes to
+// one response, once. The GC frees a chunk when no response holds any of
+// its elements. This turns one allocation per response into one per
+// chunk.
+type valueSlab struct{ free []string }
+
+var slabs = sync.Pool{New: func() any { return new(valueSlab) }}
+
+func (s *valueSlab) take(n int) []string {
+	if len(s.free) < n {
+		s.free = make([]string, max(slabSize, n))
+	}
+	v := s.free[:n:n]
+	s.free = s.free[n:]
+	return v
 }
 
 // appendValue appends v to h[name] in a new slice: the existing one may be

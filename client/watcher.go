@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,6 +102,11 @@ func NewWatcher(c *Client, names []string, opts ...WatchOption) (*Watcher, error
 	}
 	if cfg.backoffMin <= 0 || cfg.backoffMax < cfg.backoffMin {
 		return nil, fmt.Errorf("client: invalid backoff %v..%v", cfg.backoffMin, cfg.backoffMax)
+	}
+	for _, n := range names {
+		if id, ok := strings.CutPrefix(n, "policies/"); !ok || id == "" || strings.Contains(id, "/") {
+			return nil, fmt.Errorf("client: %q is not a policy name; use policies/{id}", n)
+		}
 	}
 	w := &Watcher{
 		c:     c,

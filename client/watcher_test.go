@@ -485,17 +485,20 @@ func TestNewWatcherErrors(t *testing.T) {
 	}
 	defer func() { _ = c.Close() }()
 	tests := []struct {
-		name string
-		c    *client.Client
-		opts []client.WatchOption
+		name  string
+		c     *client.Client
+		names []string
+		opts  []client.WatchOption
 	}{
 		{name: "nil client", c: nil},
 		{name: "zero backoff", c: c, opts: []client.WatchOption{client.WithBackoff(0, time.Second)}},
 		{name: "max below initial", c: c, opts: []client.WatchOption{client.WithBackoff(time.Second, time.Millisecond)}},
+		{name: "bare id", c: c, names: []string{"acme"}},
+		{name: "empty id", c: c, names: []string{"policies/"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := client.NewWatcher(tt.c, nil, tt.opts...); err == nil {
+			if _, err := client.NewWatcher(tt.c, tt.names, tt.opts...); err == nil {
 				t.Error("NewWatcher succeeded, want an error")
 			}
 		})

@@ -40,7 +40,9 @@ type wildcardMatch struct{ found, creds bool }
 // decides alone; otherwise the origin must be in canonical form before the
 // wildcard rules are tried, walking the labels of its host.
 func (p *Policy) matchOrigin(origin string) originMatch {
-	if creds, ok := p.exact[origin]; ok {
+	if len(p.exact) == 0 {
+		// Skip the lookup.
+	} else if creds, ok := p.exact[origin]; ok {
 		acao := origin
 		if !creds && p.any {
 			acao = "*"
@@ -53,13 +55,13 @@ func (p *Policy) matchOrigin(origin string) originMatch {
 		}
 		return originMatch{reason: ReasonOriginNotAllowed}
 	}
-	o, ok := parseRequestOrigin(origin)
-	if !ok {
+	var o reqOrigin
+	if !o.parse(origin) {
 		return originMatch{reason: ReasonOriginMalformed}
 	}
 	var m wildcardMatch
-	if o.scheme >= 0 && len(o.host) <= 253 { // longer hosts are not DNS names: no rule names them
-		m = p.matchWildcards(o)
+	if o.scheme >= 0 {
+		m = p.matchWildcards(&o)
 	}
 	switch {
 	case m.found:
@@ -78,8 +80,11 @@ func (p *Policy) matchOrigin(origin string) originMatch {
 // wildcard rules; credentials are granted when any matching rule grants
 // them. The cost is bounded by the label counts the rules use, not by the
 // number of rules or the length of the origin.
-func (p *Policy) matchWildcards(o reqOrigin) wildcardMatch {
+func (p *Policy) matchWildcards(o *reqOrigin) wildcardMatch {
 	var m wildcardMatch
+	if len(o.host) > 253 {
+		return m // not a DNS name: no rule names it
+	}
 	if ap := p.anyPort[o.scheme]; ap != nil {
 		if creds, ok := ap[o.host]; ok {
 			m.found, m.creds = true, creds
@@ -92,24 +97,23 @@ func (p *Policy) matchWildcards(o reqOrigin) wildcardMatch {
 	if sd == nil || o.ip || strings.HasSuffix(o.host, ".") {
 		return m
 	}
-	// Walk the host from the right; each dot starts a candidate suffix.
-	// i > 0: the label left of the suffix is never empty (the host has no
-	// empty labels), so the apex itself is never a candidate.
-	mask, maxLabels := p.suffixLabels[o.scheme], p.maxSuffixLabels[o.scheme]
-	labels := 0
-	for i := len(o.host) - 1; i > 0; i-- {
-		if o.host[i] != '.' {
+	// The suffix with k labels starts after the k-th dot from the right.
+	// Its dot is never at position 0 (hosts have no empty label), so the
+	// apex itself is never a candidate.
+	mask := p.suffixLabels[o.scheme]
+	maxLabels := min(o.ndots, p.maxSuffixLabels[o.scheme])
+	for k := 1; k <= maxLabels; k++ {
+		if mask[uint(k)/64]&(1<<(uint(k)%64)) == 0 {
 			continue
 		}
-		labels++
-		if labels > maxLabels {
-			break
+		var dot int
+		if k <= len(o.dots) {
+			dot = int(o.dots[uint(o.ndots-k)%uint(len(o.dots))])
+		} else {
+			dot = nthDotFromRight(o.host, k)
 		}
-		if mask[labels/64]&(1<<(labels%64)) == 0 {
-			continue
-		}
-		// o.hostport[i+1:] is the suffix followed by the origin's port.
-		if creds, ok := sd[o.hostport[i+1:]]; ok {
+		// o.hostport[dot+1:] is the suffix followed by the origin's port.
+		if creds, ok := sd[o.hostport[dot+1:]]; ok {
 			m.found = true
 			if creds {
 				m.creds = true
@@ -118,6 +122,19 @@ func (p *Policy) matchWildcards(o reqOrigin) wildcardMatch {
 		}
 	}
 	return m
+}
+
+// nthDotFromRight returns the position of the k-th dot of host counted
+// from the right; host has at least k dots.
+func nthDotFromRight(host string, k int) int {
+	for i := len(host) - 1; i >= 0; i-- {
+		if host[i] == '.' {
+			if k--; k == 0 {
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 // kindOf classifies a request.

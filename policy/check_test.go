@@ -497,6 +497,38 @@ func TestWildcardLookupIsBounded(t *testing.T) {
 	}
 }
 
+func TestWildcardDeepSuffix(t *testing.T) {
+	// Suffixes with more labels than parseRequestOrigin remembers dots.
+	p := mustCompile(t, Config{Origins: []Origin{
+		{Pattern: "https://*.a.b.c.d.e.f.g.h.i.example.com", AllowCredentials: true},
+		{Pattern: "https://*.example.com"},
+	}})
+	tests := []struct {
+		name      string
+		origin    string
+		want      Reason
+		wantCreds bool
+	}{
+		{name: "one label below the deep suffix", origin: "https://x.a.b.c.d.e.f.g.h.i.example.com", want: ReasonAllowed, wantCreds: true},
+		{name: "several labels below the deep suffix", origin: "https://z.y.x.a.b.c.d.e.f.g.h.i.example.com", want: ReasonAllowed, wantCreds: true},
+		{name: "deep suffix apex falls back to the short suffix", origin: "https://a.b.c.d.e.f.g.h.i.example.com", want: ReasonAllowed},
+		{name: "other deep host", origin: "https://x.a.b.c.d.e.f.g.h.j.example.com", want: ReasonAllowed},
+		{name: "apex", origin: "https://example.com", want: ReasonOriginNotAllowed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := p.Check(get(tt.origin))
+			creds := false
+			for _, hd := range d.Headers() {
+				creds = creds || hd.Name == "Access-Control-Allow-Credentials"
+			}
+			if d.Reason != tt.want || creds != tt.wantCreds {
+				t.Errorf("Check(%q) = %v, credentials %v; want %v, %v", tt.origin, d.Reason, creds, tt.want, tt.wantCreds)
+			}
+		})
+	}
+}
+
 func TestMessage(t *testing.T) {
 	tests := []struct {
 		name   string

@@ -13,17 +13,26 @@ import (
 // Policy is a compiled, immutable policy. It is safe for concurrent use; a
 // nil *Policy is valid and decides ReasonNoPolicy for every request.
 type Policy struct {
-	cfg      Config // normalized, owned copy
-	name     string
-	revision int64
-	mode     Mode
+	// Fields read by every Check come first, to share cache lines.
 
 	// exact holds exact rules by canonical origin; the value is whether the
 	// origin gets credentials, accounting for the wildcard rules that also
 	// match it, so that a hit decides without further lookups.
-	exact map[string]bool
+	exact    map[string]bool
+	name     string
+	revision int64
+	mode     Mode
+	// any: the "*" rule is listed.
+	any bool
+	// anyToEveryone: the policy answers "Access-Control-Allow-Origin: *" to
+	// every origin it allows, so responses never vary on Origin.
+	anyToEveryone         bool
+	crossOriginProtection bool
 	// null: the "null" rule is listed.
-	null bool
+	null              bool
+	exposeHeader      string // with "*" when listed
+	exposeCredsHeader string // without "*"
+
 	// subdomains[scheme] holds subdomain wildcards by "suffix[:port]"
 	// ("example.com" for https://*.example.com); the value is whether the
 	// rule allows credentials. suffixLabels[scheme] has bit k set when some
@@ -33,11 +42,6 @@ type Policy struct {
 	maxSuffixLabels [numSchemes]int
 	// anyPort[scheme] holds port wildcards by host.
 	anyPort [numSchemes]map[string]bool
-	// any: the "*" rule is listed.
-	any bool
-	// anyToEveryone: the policy answers "Access-Control-Allow-Origin: *" to
-	// every origin it allows, so responses never vary on Origin.
-	anyToEveryone bool
 
 	methods       map[string]struct{}
 	methodsAny    bool
@@ -48,16 +52,13 @@ type Policy struct {
 	requestHeadersHeader string // joined listed names; "" when none
 	maxHeaderLen         int    // longest listed name
 
-	exposeHeader      string // with "*" when listed
-	exposeCredsHeader string // without "*"
+	maxAge              string // "" when unset
+	allowPrivateNetwork bool
+	successStatus       int
+	failureStatus       int
 
-	maxAge string // "" when unset
-
-	allowPrivateNetwork   bool
-	crossOriginProtection bool
-	successStatus         int
-	failureStatus         int
-	hosts                 []string
+	hosts []string
+	cfg   Config // normalized, owned copy
 }
 
 // Compile validates c as a whole and compiles it into an immutable Policy.
@@ -390,7 +391,7 @@ func (p *Policy) foldExactCredentials() {
 		if !ok {
 			continue // cannot happen: canonical patterns are canonical origins
 		}
-		if m := p.matchWildcards(o); m.found && m.creds {
+		if m := p.matchWildcards(&o); m.found && m.creds {
 			p.exact[key] = true
 		}
 	}

@@ -31,14 +31,20 @@ func isToken(s string) bool {
 	return true
 }
 
-// hasUpper reports whether s has an ASCII upper-case letter.
-func hasUpper(s string) bool {
-	for i := range len(s) {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			return true
-		}
+// scanToken reports, in one pass, whether s is a token and whether it has
+// ASCII upper-case letters.
+func scanToken(s string) (token, upper bool) {
+	if s == "" {
+		return false, false
 	}
-	return false
+	for i := range len(s) {
+		c := s[i]
+		if !tokenChars[c] {
+			return false, false
+		}
+		upper = upper || 'A' <= c && c <= 'Z'
+	}
+	return true, upper
 }
 
 // forbiddenRequestHeaders are the Fetch standard's forbidden request-header
@@ -163,7 +169,8 @@ func (p *Policy) checkRequestHeaders(acrh string) requestHeadersResult {
 			res.reason = ReasonHeadersMalformed
 			return res
 		}
-		if !isToken(name) {
+		token, upper := scanToken(name)
+		if !token {
 			res.reason, res.detail = ReasonHeadersMalformed, name
 			return res
 		}
@@ -177,7 +184,7 @@ func (p *Policy) checkRequestHeaders(acrh string) requestHeadersResult {
 		switch {
 		case len(name) > p.maxHeaderLen:
 			// Longer than every listed name: only "*" can allow it.
-		case hasUpper(name):
+		case upper:
 			n := copy(buf[:], name)
 			lowerASCII(buf[:n])
 			_, allowed = p.requestHeaders[string(buf[:n])]

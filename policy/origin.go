@@ -615,13 +615,26 @@ type reqOrigin struct {
 	host     string // host without port; IPv6 in brackets
 	port     string // "" when absent
 	ip       bool
+	// dots holds the positions in host of its last len(dots) dots, as a
+	// ring indexed by dot number, and ndots counts them, so that wildcard
+	// matching needs no second pass over the host.
+	dots  [8]uint8
+	ndots int
 }
 
 // parseRequestOrigin checks that s is an origin in the serialization that
 // browsers send (lower-case scheme and host, no default port, no path,
 // canonical IP literals) and splits it. It does not allocate. ok is false
 // for malformed origins; "null" is handled by the caller.
-func parseRequestOrigin(s string) (o reqOrigin, ok bool) {
+func parseRequestOrigin(s string) (reqOrigin, bool) {
+	var o reqOrigin
+	ok := o.parse(s)
+	return o, ok
+}
+
+// parse is parseRequestOrigin into o, which must be zero. It fills o in
+// place: the hot path would otherwise copy the struct.
+func (o *reqOrigin) parse(s string) bool {
 	var rest string
 	switch {
 	case strings.HasPrefix(s, "https://"):
@@ -629,26 +642,26 @@ func parseRequestOrigin(s string) (o reqOrigin, ok bool) {
 	case strings.HasPrefix(s, "http://"):
 		o.scheme, rest = schemeHTTP, s[len("http://"):]
 	default:
-		return otherSchemeOrigin(s)
+		return o.parseOther(s)
 	}
 	o.hostport = rest
 	if rest == "" {
-		return o, false
+		return false
 	}
 	var after string
 	if rest[0] == '[' {
 		end := strings.IndexByte(rest, ']')
 		if end < 0 {
-			return o, false
+			return false
 		}
 		inner := rest[1:end]
-		a, ok := parseIPv6(inner)
-		if !ok {
-			return o, false
+		a, ok6 := parseIPv6(inner)
+		if !ok6 {
+			return false
 		}
 		var buf [maxIPv6Len]byte
 		if string(appendIPv6(buf[:0], a)) != inner {
-			return o, false
+			return false
 		}
 		o.host, after, o.ip = rest[:end+1], rest[end+1:], true
 	} else {
@@ -662,18 +675,20 @@ func parseRequestOrigin(s string) (o reqOrigin, ok bool) {
 				prevDot = false
 			case hostDot:
 				if prevDot {
-					return o, false
+					return false
 				}
 				prevDot, lastLabel = true, i+1
+				o.dots[o.ndots%len(o.dots)] = uint8(i) //nolint:gosec // only read for hosts of at most 253 bytes
+				o.ndots++
 			case hostColon:
 				break scan
 			default:
-				return o, false
+				return false
 			}
 		}
 		o.host, after = rest[:i], rest[i:]
 		if o.host == "" {
-			return o, false
+			return false
 		}
 		// Only the last label can make the host an IPv4 address (the URL
 		// standard's "ends in a number"); a trailing dot defers to the
@@ -681,25 +696,25 @@ func parseRequestOrigin(s string) (o reqOrigin, ok bool) {
 		if last := rest[lastLabel:i]; last == "" || '0' <= last[0] && last[0] <= '9' {
 			if endsInNumber(o.host) {
 				if !isCanonicalIPv4(o.host) {
-					return o, false
+					return false
 				}
 				o.ip = true
 			}
 		}
 	}
 	if after == "" {
-		return o, true
+		return true
 	}
 	if after[0] != ':' {
-		return o, false
+		return false
 	}
 	port := after[1:]
 	if port == "" || len(port) > 5 || !allDigits(port) || port[0] == '0' && len(port) > 1 ||
 		len(port) == 5 && port > "65535" || port == defaultPorts[o.scheme] {
-		return o, false
+		return false
 	}
 	o.port = port
-	return o, true
+	return true
 }
 
 // Classes of the bytes of a request origin's host.
@@ -724,29 +739,29 @@ var hostChars = func() (t [256]uint8) {
 	return t
 }()
 
-// otherSchemeOrigin accepts, as well formed but never trusted, origins of
+// parseOther accepts, as well formed but never trusted, origins of
 // other schemes that some browsers send (chrome-extension://id).
-func otherSchemeOrigin(s string) (reqOrigin, bool) {
-	o := reqOrigin{scheme: -1}
+func (o *reqOrigin) parseOther(s string) bool {
+	o.scheme = -1
 	sep := strings.Index(s, "://")
 	if sep <= 0 || sep+3 == len(s) {
-		return o, false
+		return false
 	}
 	for i := range sep {
 		c := s[i]
 		letter := 'a' <= c && c <= 'z'
 		other := '0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'
 		if !letter && (i == 0 || !other) {
-			return o, false
+			return false
 		}
 	}
 	for i := sep + 3; i < len(s); i++ {
 		if c := s[i]; hostChars[c] == hostInvalid && c != '[' && c != ']' {
-			return o, false
+			return false
 		}
 	}
 	o.hostport = s[sep+3:]
-	return o, true
+	return true
 }
 
 // isCanonicalIPv4 reports whether s is four dot-separated decimal numbers

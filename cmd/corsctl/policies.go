@@ -88,6 +88,10 @@ func (a *app) printResults(results []applyResult) error {
 	if a.output == "table" {
 		var b strings.Builder
 		for _, r := range results {
+			if r.policy.GetRevision() == 0 { // a dry run stores nothing
+				fmt.Fprintf(&b, "%s %s\n", r.policy.GetName(), r.action)
+				continue
+			}
 			fmt.Fprintf(&b, "%s %s (revision %d)\n", r.policy.GetName(), r.action, r.policy.GetRevision())
 		}
 		return a.printf("%s", b.String())

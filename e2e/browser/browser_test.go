@@ -343,7 +343,7 @@ func (e *env) testLiveChange(t *testing.T) {
 			removes, removeN, maxDecided = append(removes, seen), removeN+n, max(maxDecided, decided)
 		}
 		t.Logf("%s: admin call returned -> first browser fetch showing the change, over %d cycles: AddOrigin median %v max %v (%d fetches); RemoveOrigin median %v max %v (%d fetches); the deciding request reached the API at most %v after the call",
-			a.name, liveCycles, median(adds), slices.Max(adds), addN, median(removes), slices.Max(removes), removeN, maxDecided.Round(time.Microsecond))
+			a.name, liveCycles, median(adds), slices.Max(adds).Round(time.Microsecond), addN, median(removes), slices.Max(removes).Round(time.Microsecond), removeN, maxDecided.Round(time.Microsecond))
 	})
 }
 

@@ -10,6 +10,10 @@
 // backend: CRUD, paging, preconditions, errors with nothing written,
 // revisions, the change log, watches (gap-free, duplicate-free, in order,
 // under concurrent writers), slow watchers, cancellation, Close and Backup.
+//
+// Revisions are dense: an empty store is at revision 0 and every write
+// takes the previous revision plus one, so a watcher can tell a gap from a
+// quiet period.
 package storetest
 
 import (
