@@ -36,19 +36,10 @@ type originMatch struct {
 // wildcardMatch is the outcome of matching the wildcard rules.
 type wildcardMatch struct{ found, creds bool }
 
-// matchOrigin matches a request's Origin. An exact hit on the raw string
-// decides alone; otherwise the origin must be in canonical form before the
-// wildcard rules are tried, walking the labels of its host.
+// matchOrigin matches a request's Origin that no exact rule matches (Check
+// tries them first): it must be in canonical form before the wildcard rules
+// are tried, walking the labels of its host.
 func (p *Policy) matchOrigin(origin string) originMatch {
-	if len(p.exact) == 0 {
-		// Skip the lookup.
-	} else if creds, ok := p.exact[origin]; ok {
-		acao := origin
-		if !creds && p.any {
-			acao = "*"
-		}
-		return originMatch{reason: ReasonAllowed, acao: acao, creds: creds, trusted: true}
-	}
 	if origin == "null" {
 		if p.null {
 			return originMatch{reason: ReasonAllowed, acao: "null", trusted: true}
@@ -173,7 +164,20 @@ func (p *Policy) Check(r Request) (d Decision) {
 	}
 	var m originMatch
 	if r.Origin != "" {
-		m = p.matchOrigin(r.Origin)
+		// Fast path: an exact rule matches the raw Origin, which is then
+		// canonical since rules are.
+		creds, ok := false, false
+		if len(p.exact) != 0 {
+			creds, ok = p.exact[r.Origin]
+		}
+		if ok {
+			m = originMatch{reason: ReasonAllowed, acao: r.Origin, creds: creds, trusted: true}
+			if !creds && p.any {
+				m.acao = "*"
+			}
+		} else {
+			m = p.matchOrigin(r.Origin)
+		}
 	}
 	if p.crossOriginProtection && !m.trusted && isUnsafeMethod(r.Method) && isCrossOrigin(&r) {
 		d.Status, d.Reason, d.Detail = statusCrossOriginRefused, ReasonCrossOriginRefused, r.Method

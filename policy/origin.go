@@ -320,7 +320,7 @@ func normalizeHostname(h string) (string, bool, *problem) {
 		case err != nil:
 			return "", false, problemf("write a valid IPv6 address, such as [::1]", "%q is not a valid IPv6 address", inner)
 		case a.Zone() != "":
-			return "", false, problemf("remove the zone (%...)", "IPv6 zone identifiers never appear in origins")
+			return "", false, problemf("remove the zone identifier (from the % sign on)", "IPv6 zone identifiers never appear in origins")
 		case !a.Is6():
 			return "", false, problemf(fmt.Sprintf("write IPv4 addresses without brackets: %s", a), "%q is an IPv4 address in brackets", inner)
 		}
@@ -666,19 +666,20 @@ func (o *reqOrigin) parse(s string) bool {
 		o.host, after, o.ip = rest[:end+1], rest[end+1:], true
 	} else {
 		i := 0
-		prevDot := true // no leading dot, no empty label
-		lastLabel := 0
+		lastLabel := 0 // start of the current label
 	scan:
 		for ; i < len(rest); i++ {
-			switch hostChars[rest[i]] {
-			case hostLabelChar:
-				prevDot = false
+			cls := hostChars[rest[i]]
+			if cls == hostLabelChar {
+				continue // the common case, kept tight
+			}
+			switch cls {
 			case hostDot:
-				if prevDot {
-					return false
+				if i == lastLabel {
+					return false // leading dot or empty label
 				}
-				prevDot, lastLabel = true, i+1
-				o.dots[o.ndots%len(o.dots)] = uint8(i) //nolint:gosec // only read for hosts of at most 253 bytes
+				lastLabel = i + 1
+				o.dots[uint(o.ndots)%uint(len(o.dots))] = uint8(i) // truncates past 255; only read for hosts of at most 253 bytes
 				o.ndots++
 			case hostColon:
 				break scan
