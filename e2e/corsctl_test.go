@@ -63,12 +63,13 @@ type ctlDaemon struct {
 	exited chan struct{}
 }
 
-// ctlStartCorsd starts corsd on 127.0.0.1:0 with a database in a temp dir
-// and waits for its "grpc listening" log line.
-func ctlStartCorsd(t *testing.T, bin string) *ctlDaemon {
+// ctlStartCorsd starts corsd on 127.0.0.1:0 with a new database in a temp
+// dir (and extra flags) and waits for its "grpc listening" log line.
+func ctlStartCorsd(t *testing.T, bin string, extra ...string) *ctlDaemon {
 	t.Helper()
 	db := filepath.Join(t.TempDir(), "corsd.db")
-	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--http-listen", "", "--db", db, "--log-format", "json")
+	args := append([]string{"--listen", "127.0.0.1:0", "--http-listen", "", "--db", db, "--log-format", "json"}, extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = ctlEnv()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -288,6 +289,25 @@ func TestCorsctl(t *testing.T) {
 		}
 		if a, b := get(addr), get(other.addr); a != b {
 			t.Errorf("policies/shop after the round trip:\n%s\nwant:\n%s", b, a)
+		}
+	})
+
+	t.Run("backup and restore", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "backup.db")
+		r := ctlRun(t, corsctl, addr, "backup", path)
+		if r.code != 0 {
+			t.Fatalf("backup: exit %d\n%s", r.code, r.stderr)
+		}
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("backup file: %v (want mode 0600)", err)
+		}
+		restored := ctlStartCorsd(t, corsd, "--restore-from", path)
+		want := ctlMust(t, corsctl, addr, "export")
+		if got := ctlMust(t, corsctl, restored.addr, "export"); got != want {
+			t.Errorf("export of the restored corsd:\n%s\nwant (revisions and times included):\n%s", got, want)
+		}
+		if got, want := ctlMust(t, corsctl, restored.addr, "changes"), ctlMust(t, corsctl, addr, "changes"); got != want {
+			t.Errorf("change log of the restored corsd:\n%s\nwant:\n%s", got, want)
 		}
 	})
 

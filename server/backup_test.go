@@ -61,7 +61,11 @@ func TestBackupDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open(restored): %v", err)
 	}
-	defer st.Close()
+	defer func() {
+		if err := st.Close(); err != nil {
+			t.Errorf("Close(restored): %v", err)
+		}
+	}()
 	got, err := st.Get(context.Background(), "policies/acme")
 	if err != nil {
 		t.Fatalf("Get from the restored copy: %v", err)

@@ -230,7 +230,12 @@ func TestExtAuthzServerThroughEnvoyEmulator(t *testing.T) {
 	front := httptest.NewServer(emu)
 	t.Cleanup(front.Close)
 	host, path := "api.example.com", "/v1/items"
-	do := func(method, origin string, extra ...string) *http.Response {
+	// do returns status and headers only: the body is drained and closed here.
+	type reply struct {
+		StatusCode int
+		Header     http.Header
+	}
+	do := func(method, origin string, extra ...string) reply {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -249,7 +254,7 @@ func TestExtAuthzServerThroughEnvoyEmulator(t *testing.T) {
 		}
 		_, _ = io.Copy(io.Discard, res.Body)
 		_ = res.Body.Close()
-		return res
+		return reply{StatusCode: res.StatusCode, Header: res.Header}
 	}
 
 	res := do("OPTIONS", app, "Access-Control-Request-Method", "PUT")

@@ -2,11 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+
+	"github.com/corsd/corsd/client"
+	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
+	"github.com/corsd/corsd/store/boltstore"
 )
 
 func (a *app) exportCmd() *cobra.Command {
@@ -71,48 +78,73 @@ func (a *app) importCmd() *cobra.Command {
 func (a *app) backupCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "backup FILE",
-		Short: "Export every policy to FILE (YAML, mode 0600); restore with import -f FILE",
-		Long: `backup writes every policy to FILE, as export does, atomically and readable by you only.
+		Short: "Copy corsd's database to FILE while it serves; restore with corsd --restore-from FILE",
+		Long: `backup streams a consistent copy of corsd's whole database (policies, revisions and the
+change log) into FILE, readable by you only, while corsd goes on serving. The copy is
+checked before FILE is written: a failed backup never leaves a partial file.
 
-It is an export, not a copy of corsd's database: the change log and the revisions are
-not kept (corsd's API has no backup call yet). Restore with: corsctl import -f FILE`,
+Restore by starting corsd from it:  corsd --restore-from FILE --db NEW.db
+For a portable, human-readable copy of the policies only, use export / import.
+
+The backup needs a token with the read scope. It is not bounded by --timeout.`,
 		Args: needArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			data, err := a.exportAll(cmd)
+			c, err := a.dial()
 			if err != nil {
 				return err
 			}
-			if err := writeFileAtomic(args[0], data); err != nil {
-				return fmt.Errorf("corsctl: write backup: %w", err)
+			n, err := backupTo(cmd.Context(), c, args[0])
+			if err != nil {
+				return err
 			}
-			a.hintf("wrote %s (%d bytes); restore with: corsctl import -f %s\n", args[0], len(data), args[0])
+			a.hintf("wrote %s (%d bytes), a verified copy of the database; restore with: corsd --restore-from %s --db NEW.db\n", args[0], n, args[0])
 			return nil
 		},
 	}
 }
 
-// writeFileAtomic replaces path with data (0600) through a synced temporary
-// file and a rename, so that a crash never leaves half a backup.
-func writeFileAtomic(path string, data []byte) (err error) {
+// backupTo streams the database into a temporary file next to path,
+// syncs and verifies it, then renames it over path (mode 0600).
+func backupTo(ctx context.Context, c *client.Client, path string) (n int64, err error) {
+	stream, err := c.Policies().BackupDatabase(ctx, &corsdv1.BackupDatabaseRequest{})
+	if err != nil {
+		return 0, err
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return err
+		return 0, fmt.Errorf("corsctl: write backup: %w", err)
 	}
 	defer func() {
 		if err != nil {
+			_ = tmp.Close()
 			_ = os.Remove(tmp.Name())
 		}
 	}()
-	if _, err = tmp.Write(data); err != nil {
-		_ = tmp.Close()
-		return err
+	for {
+		msg, rerr := stream.Recv()
+		if errors.Is(rerr, io.EOF) {
+			break
+		}
+		if rerr != nil {
+			return 0, rerr
+		}
+		m, werr := tmp.Write(msg.GetData())
+		n += int64(m)
+		if werr != nil {
+			return 0, fmt.Errorf("corsctl: write backup: %w", werr)
+		}
 	}
 	if err = tmp.Sync(); err != nil {
-		_ = tmp.Close()
-		return err
+		return 0, fmt.Errorf("corsctl: write backup: %w", err)
 	}
 	if err = tmp.Close(); err != nil {
-		return err
+		return 0, fmt.Errorf("corsctl: write backup: %w", err)
 	}
-	return os.Rename(tmp.Name(), path)
+	if err = boltstore.Verify(tmp.Name()); err != nil {
+		return 0, fmt.Errorf("corsctl: the copy received from corsd does not check out, nothing written: %w", err)
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return 0, fmt.Errorf("corsctl: write backup: %w", err)
+	}
+	return n, nil
 }

@@ -236,12 +236,13 @@ func TestExportImportRoundTrip(t *testing.T) {
 			t.Fatalf("apply %s: %s", f, r.stderr)
 		}
 	}
-	backup := filepath.Join(t.TempDir(), "backup.yaml")
-	if r := corsctl(t, "--addr", src, "backup", backup); r.code != 0 {
-		t.Fatalf("backup: %s", r.stderr)
+	exported := corsctl(t, "--addr", src, "export")
+	if exported.code != 0 {
+		t.Fatalf("export: %s", exported.stderr)
 	}
-	if fi, err := os.Stat(backup); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("backup file: %v, mode %v; want mode 0600", err, fi.Mode().Perm())
+	backup := filepath.Join(t.TempDir(), "export.yaml")
+	if err := os.WriteFile(backup, []byte(exported.stdout), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	dst := startCorsd(t)
 	r := corsctl(t, "--addr", dst, "import", "-f", backup)
@@ -259,6 +260,68 @@ func TestExportImportRoundTrip(t *testing.T) {
 	exp2 := corsctl(t, "--addr", dst, "export").stdout
 	if diff := cmp.Diff(exp1, exp2); diff != "" {
 		t.Errorf("export after import differs from the source's export (-src +dst)\n%s", diff)
+	}
+}
+
+// TestBackup checks that backup writes a verified copy of the database
+// that holds the policies, readable by its owner only.
+func TestBackup(t *testing.T) {
+	addr := startCorsd(t)
+	if r := corsctl(t, "--addr", addr, "policies", "apply", "-f", "testdata/more.yaml"); r.code != 0 {
+		t.Fatalf("apply: %s", r.stderr)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "corsd-backup.db")
+	r := corsctl(t, "--addr", addr, "backup", path)
+	if r.code != 0 || !strings.Contains(r.stderr, "corsd --restore-from "+path) {
+		t.Fatalf("backup: exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("backup file mode %v, want 0600", fi.Mode().Perm())
+	}
+	if err := boltstore.Verify(path); err != nil {
+		t.Fatalf("boltstore.Verify(backup): %v", err)
+	}
+	st, err := boltstore.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	page, err := st.List(t.Context(), 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range page.Policies {
+		names = append(names, p.GetName())
+	}
+	if diff := cmp.Diff([]string{"policies/billing", "policies/docs"}, names); diff != "" {
+		t.Errorf("policies in the backup mismatch (-want +got)\n%s", diff)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("backup left %d files in its directory, want 1", len(entries))
+	}
+
+	// A failed backup (corsd unreachable) writes nothing.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := lis.Addr().String()
+	_ = lis.Close()
+	failed := filepath.Join(dir, "never.db")
+	if r := corsctl(t, "--addr", closed, "backup", failed); r.code != 1 {
+		t.Errorf("backup from a closed port: exit %d, want 1", r.code)
+	}
+	if _, err := os.Stat(failed); !os.IsNotExist(err) {
+		t.Errorf("failed backup left %s: %v", failed, err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("failed backup left temporary files: %d entries", len(entries))
 	}
 }
 
@@ -349,7 +412,7 @@ func TestNewRootCmd(t *testing.T) {
 	}{
 		{name: "help", args: []string{"--help"}, wantOut: "Exit status: 0 on success"},
 		{name: "subcommand help", args: []string{"policies", "apply", "--help"}, wantOut: "leaves the equal ones alone"},
-		{name: "backup help says it is an export", args: []string{"backup", "--help"}, wantOut: "It is an export, not a copy of corsd's database"},
+		{name: "backup help says how to restore", args: []string{"backup", "--help"}, wantOut: "corsd --restore-from FILE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,7 +3,7 @@
 //
 // Every write is one bbolt transaction that assigns the next revision and
 // appends a Change; concurrent writers are grouped into shared transactions
-// (db.Batch) so they share one fsync. An acknowledged write is on disk: the
+// so that they share one fsync (group commit, see group.go). An acknowledged write is on disk: the
 // file is fsynced on every commit.
 //
 // Layout (schema version 1):
@@ -51,12 +51,6 @@ const (
 	// that grows the file rarely has to remap, which would wait for every
 	// open read transaction (a backup, a watch snapshot) to end.
 	initialMmapSize = 256 << 20
-	// batchDelay is how long a batch waits for more writers before it
-	// commits. Concurrent writers arrive together (they were released by
-	// the previous commit), so a short wait gathers them; bbolt's default
-	// (10 ms) would add 10 ms to every contended write. A lone writer does
-	// not batch at all (see update).
-	batchDelay = 200 * time.Microsecond
 )
 
 // Errors of Open and Restore. They are wrapped with the file name.
@@ -153,9 +147,10 @@ type Store struct {
 	opts options
 
 	hub hub
-	// writers counts writes in flight: a lone writer commits at once
-	// instead of waiting for a batch to fill.
-	writers atomic.Int32
+	// writers counts writes in flight: a lone writer commits in its own
+	// goroutine, the others through the committer (see group.go).
+	writers   atomic.Int32
+	committer committer
 
 	// closeMu is held shared by every operation and exclusively by Close,
 	// so the bbolt file is never closed under a running operation.
@@ -193,7 +188,6 @@ func open(path string, o options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	db.MaxBatchDelay = batchDelay
 
 	var rev int64
 	err = safeTx(func() error {
@@ -289,38 +283,6 @@ func (s *Store) view(op string, fn func(tx *bolt.Tx) error) error {
 	})
 	if err != nil && !errors.Is(err, fnErr) {
 		return fmt.Errorf("boltstore: %s: %w", op, err)
-	}
-	return err
-}
-
-// update runs fn in a write transaction, shared with concurrent writers
-// when there are any. fn may run more than once (bbolt retries a batch
-// without a call that failed), so it must derive everything from tx and
-// register its side effects with tx.OnCommit. fn's own error is returned as
-// is; a commit failure comes back wrapped with op.
-func (s *Store) update(ctx context.Context, op string, fn func(tx *bolt.Tx) error) error {
-	if err := s.acquire(ctx, op); err != nil {
-		return err
-	}
-	defer s.release()
-	var fnErr error
-	txfn := func(tx *bolt.Tx) error {
-		if err := ctx.Err(); err != nil {
-			fnErr = fmt.Errorf("boltstore: %s: %w", op, err)
-			return fnErr
-		}
-		fnErr = fn(tx)
-		return fnErr
-	}
-	defer s.writers.Add(-1) // deferred: mutate may panic
-	var err error
-	if s.writers.Add(1) == 1 {
-		err = s.db.Update(txfn)
-	} else {
-		err = s.db.Batch(txfn)
-	}
-	if err != nil && (fnErr == nil || !errors.Is(err, fnErr)) {
-		return fmt.Errorf("boltstore: %s: commit: %w", op, err)
 	}
 	return err
 }

@@ -698,3 +698,85 @@ func TestWatchStalledDuringSnapshot(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupCommitFailures runs failing, panicking and good writes together:
+// each fails alone, and nothing of the failed ones is written.
+func TestGroupCommitFailures(t *testing.T) {
+	ctx := t.Context()
+	s := openTemp(t)
+	if _, err := s.Create(ctx, testPolicy("policies/target")); err != nil {
+		t.Fatal(err)
+	}
+	errBoom := errors.New("boom")
+	const n = 48
+	var wg sync.WaitGroup
+	results := make([]string, n)
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			switch i % 4 {
+			case 0: // apply writes, then fails: the transaction must roll back
+				err := s.update(ctx, "test", write{
+					check: func(*bolt.Tx) error { return nil },
+					apply: func(tx *bolt.Tx) error {
+						if err := tx.Bucket(bucketPolicies).Put(fmt.Appendf(nil, "junk-%d", i), []byte("x")); err != nil {
+							return err
+						}
+						return errBoom
+					},
+				})
+				if errors.Is(err, errBoom) {
+					results[i] = "failed"
+				}
+			case 1: // mutate panics: the panic surfaces in this goroutine
+				defer func() {
+					if r := recover(); r == "mutate panic" {
+						results[i] = "panicked"
+					}
+				}()
+				_, _ = s.Update(ctx, "policies/target", store.Precondition{}, func(*corsdv1.Policy) error { panic("mutate panic") })
+			case 2: // a precondition fails in check
+				_, err := s.Update(ctx, "policies/target", store.Precondition{Etag: "stale"}, func(*corsdv1.Policy) error { return nil })
+				if errors.Is(err, store.ErrConflict) {
+					results[i] = "conflict"
+				}
+			default:
+				if _, err := s.Create(ctx, testPolicy(fmt.Sprintf("policies/p%02d", i))); err == nil {
+					results[i] = "created"
+				}
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	want := map[int]string{0: "failed", 1: "panicked", 2: "conflict", 3: "created"}
+	for i, r := range results {
+		if r != want[i%4] {
+			t.Errorf("write %d: %q, want %q", i, r, want[i%4])
+		}
+	}
+	// Only the creates were written, each once, with dense revisions.
+	if rev, _ := s.Revision(ctx); rev != 1+n/4 {
+		t.Errorf("Revision() = %d, want %d", rev, 1+n/4)
+	}
+	for _, p := range listAllPolicies(t, s) {
+		if !strings.HasPrefix(p.GetName(), "policies/") {
+			t.Errorf("a failed write left %q", p.GetName())
+		}
+	}
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketPolicies).ForEach(func(k, _ []byte) error {
+			if bytes.HasPrefix(k, []byte("junk")) {
+				return fmt.Errorf("rolled-back key %q is stored", k)
+			}
+			return nil
+		})
+	}); err != nil {
+		t.Error(err)
+	}
+	changes, err := s.Changes(ctx, store.ChangesQuery{Since: 1})
+	if err != nil || len(changes) != n/4 {
+		t.Errorf("Changes() = %d changes, %v; want %d creates", len(changes), err, n/4)
+	}
+}

@@ -27,6 +27,50 @@ func marshal(m proto.Message) ([]byte, error) {
 	return data, nil
 }
 
+// encodeChange encodes a corsd.v1.Change from the already encoded
+// policies, exactly as the deterministic marshaling of the message would,
+// without encoding the two policies again.
+func encodeChange(c change) ([]byte, error) {
+	ts, err := marshal(timestamppb.New(c.at))
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, 48+len(ts)+len(c.actor)+len(c.name)+len(c.before)+len(c.after))
+	if c.rev != 0 {
+		b = protowire.AppendTag(b, 1, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64FromInt(c.rev))
+	}
+	b = protowire.AppendTag(b, changeFieldTime, protowire.BytesType)
+	b = protowire.AppendBytes(b, ts)
+	if c.actor != "" {
+		b = protowire.AppendTag(b, 3, protowire.BytesType)
+		b = protowire.AppendString(b, c.actor)
+	}
+	if c.kind != 0 {
+		b = protowire.AppendTag(b, 4, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64FromInt(int64(c.kind)))
+	}
+	if c.name != "" {
+		b = protowire.AppendTag(b, changeFieldName, protowire.BytesType)
+		b = protowire.AppendString(b, c.name)
+	}
+	if c.before != nil {
+		b = protowire.AppendTag(b, 6, protowire.BytesType)
+		b = protowire.AppendBytes(b, c.before)
+	}
+	if c.after != nil {
+		b = protowire.AppendTag(b, 7, protowire.BytesType)
+		b = protowire.AppendBytes(b, c.after)
+	}
+	return b, nil
+}
+
+// uint64FromInt is proto's varint encoding of an int64 or enum (two's
+// complement).
+func uint64FromInt(v int64) uint64 {
+	return uint64(v) //nolint:gosec // G115: the wrap-around is the encoding
+}
+
 // getPolicy decodes the stored policy name; ErrNotFound when absent.
 func getPolicy(b *bolt.Bucket, name string) (*corsdv1.Policy, error) {
 	data := b.Get([]byte(name))
@@ -66,9 +110,10 @@ const (
 	changeFieldName protowire.Number = 5
 )
 
-// peekField returns the bytes of the last occurrence of a length-delimited
-// field of an encoded message (proto's last-one-wins rule).
-func peekField(data []byte, num protowire.Number) ([]byte, bool) {
+// peekField returns the payload of a length-delimited field of an encoded
+// message: with last set, its last occurrence (a string's rule); otherwise
+// every occurrence concatenated (a message's rule: occurrences merge).
+func peekField(data []byte, num protowire.Number, last bool) ([]byte, bool) {
 	var (
 		out   []byte
 		found bool
@@ -84,7 +129,12 @@ func peekField(data []byte, num protowire.Number) ([]byte, bool) {
 			if m < 0 {
 				return nil, false
 			}
-			out, found = v, true
+			if last {
+				out = v
+			} else {
+				out = append(out, v...)
+			}
+			found = true
 			data = data[m:]
 			continue
 		}
@@ -99,7 +149,7 @@ func peekField(data []byte, num protowire.Number) ([]byte, bool) {
 
 // peekChangeTime reads change_time of an encoded Change.
 func peekChangeTime(data []byte) (time.Time, bool) {
-	v, ok := peekField(data, changeFieldTime)
+	v, ok := peekField(data, changeFieldTime, false)
 	if !ok {
 		return time.Time{}, false
 	}
@@ -112,7 +162,7 @@ func peekChangeTime(data []byte) (time.Time, bool) {
 
 // peekChangeName reads name of an encoded Change.
 func peekChangeName(data []byte) string {
-	v, _ := peekField(data, changeFieldName)
+	v, _ := peekField(data, changeFieldName, true)
 	return string(v)
 }
 

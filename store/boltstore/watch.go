@@ -193,9 +193,10 @@ func (s *Store) Watch(ctx context.Context, since int64) (store.Watch, error) {
 		needLog:    since > 0,
 		last:       since,
 	}
-	// Register before reading: every change committed after the read below
-	// reaches the queue, and the ones the read also saw are dropped by
-	// revision, so there is neither a gap nor a duplicate.
+	// Register before reading. A change handed out before the registration
+	// was committed before the read below (or the watcher's reads of the
+	// log) began, so the read sees it; one handed out after it reaches the
+	// queue. What both saw is dropped by revision: no gap, no duplicate.
 	if err := s.hub.add(w, &s.watchers); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -21,29 +22,29 @@ func (s *Store) Create(ctx context.Context, p *corsdv1.Policy) (*corsdv1.Policy,
 		return nil, fmt.Errorf("boltstore: create: %w", err)
 	}
 	name, actor := p.GetName(), store.Actor(ctx)
-	var out *corsdv1.Policy
-	err := s.update(ctx, "create", func(tx *bolt.Tx) error {
-		policies := tx.Bucket(bucketPolicies)
-		if policies.Get([]byte(name)) != nil {
-			return fmt.Errorf("boltstore: policy %q: %w", name, store.ErrExists)
-		}
-		now := s.now()
-		rev := metaInt(tx, keyRevision) + 1
-		np := proto.Clone(p).(*corsdv1.Policy)
-		stamp(np, rev, timestamppb.New(now), now)
-		if err := putPolicy(policies, np); err != nil {
-			return err
-		}
-		if err := s.record(tx, rev, now, actor, corsdv1.ChangeKind_CHANGE_KIND_CREATE, name, nil, np); err != nil {
-			return err
-		}
-		out = np
-		return nil
+	var np *corsdv1.Policy
+	err := s.update(ctx, "create", write{
+		check: func(tx *bolt.Tx) error {
+			if tx.Bucket(bucketPolicies).Get([]byte(name)) != nil {
+				return fmt.Errorf("boltstore: policy %q: %w", name, store.ErrExists)
+			}
+			return nil
+		},
+		apply: func(tx *bolt.Tx) error {
+			now, rev := s.now(), metaInt(tx, keyRevision)+1
+			np = proto.Clone(p).(*corsdv1.Policy)
+			stamp(np, rev, timestamppb.New(now), now)
+			after, err := putPolicy(tx.Bucket(bucketPolicies), np)
+			if err != nil {
+				return err
+			}
+			return s.record(tx, change{rev: rev, at: now, actor: actor, kind: corsdv1.ChangeKind_CHANGE_KIND_CREATE, name: name, after: after, policy: np})
+		},
 	})
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	return np, nil
 }
 
 // Update applies mutate to a copy of the stored policy when pre holds. The
@@ -54,67 +55,81 @@ func (s *Store) Update(ctx context.Context, name string, pre store.Precondition,
 		return nil, fmt.Errorf("boltstore: update: nil mutate function: %w", store.ErrInvalidArgument)
 	}
 	actor := store.Actor(ctx)
-	var out *corsdv1.Policy
-	err := s.update(ctx, "update", func(tx *bolt.Tx) error {
-		policies := tx.Bucket(bucketPolicies)
-		cur, err := getPolicy(policies, name)
-		if err != nil {
-			return err
-		}
-		if err := checkPrecondition(cur, pre); err != nil {
-			return err
-		}
-		np := proto.Clone(cur).(*corsdv1.Policy)
-		if err := mutate(np); err != nil {
-			return err // as is, so the caller sees its own error
-		}
-		now := s.now()
-		rev := metaInt(tx, keyRevision) + 1
-		np.Name = cur.GetName()
-		stamp(np, rev, cur.GetCreateTime(), now)
-		if err := putPolicy(policies, np); err != nil {
-			return err
-		}
-		if err := s.record(tx, rev, now, actor, corsdv1.ChangeKind_CHANGE_KIND_UPDATE, name, cur, np); err != nil {
-			return err
-		}
-		out = np
-		return nil
+	var (
+		np      *corsdv1.Policy
+		before  []byte
+		created *timestamppb.Timestamp
+	)
+	err := s.update(ctx, "update", write{
+		check: func(tx *bolt.Tx) error {
+			raw := tx.Bucket(bucketPolicies).Get([]byte(name))
+			if raw == nil {
+				return fmt.Errorf("boltstore: policy %q: %w", name, store.ErrNotFound)
+			}
+			// Decoded afresh on every run, so mutate always gets its own copy.
+			var err error
+			if np, err = decodePolicy(name, raw); err != nil {
+				return err
+			}
+			if err := checkPrecondition(np, pre); err != nil {
+				return err
+			}
+			created = proto.Clone(np.GetCreateTime()).(*timestamppb.Timestamp)
+			before = bytes.Clone(raw) // the Put below may reuse raw's memory
+			return mutate(np)         // its error as is, so the caller sees its own
+		},
+		apply: func(tx *bolt.Tx) error {
+			now, rev := s.now(), metaInt(tx, keyRevision)+1
+			np.Name = name
+			stamp(np, rev, created, now)
+			after, err := putPolicy(tx.Bucket(bucketPolicies), np)
+			if err != nil {
+				return err
+			}
+			return s.record(tx, change{rev: rev, at: now, actor: actor, kind: corsdv1.ChangeKind_CHANGE_KIND_UPDATE, name: name, before: before, after: after, policy: np})
+		},
 	})
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	return np, nil
 }
 
 // Delete removes a policy when pre holds and returns the delete's revision.
 func (s *Store) Delete(ctx context.Context, name string, pre store.Precondition) (int64, error) {
 	actor := store.Actor(ctx)
-	var out int64
-	err := s.update(ctx, "delete", func(tx *bolt.Tx) error {
-		policies := tx.Bucket(bucketPolicies)
-		cur, err := getPolicy(policies, name)
-		if err != nil {
-			return err
-		}
-		if err := checkPrecondition(cur, pre); err != nil {
-			return err
-		}
-		if err := policies.Delete([]byte(name)); err != nil {
-			return fmt.Errorf("boltstore: delete policy %q: %w", name, err)
-		}
-		now := s.now()
-		rev := metaInt(tx, keyRevision) + 1
-		if err := s.record(tx, rev, now, actor, corsdv1.ChangeKind_CHANGE_KIND_DELETE, name, cur, nil); err != nil {
-			return err
-		}
-		out = rev
-		return nil
+	var (
+		before []byte
+		rev    int64
+	)
+	err := s.update(ctx, "delete", write{
+		check: func(tx *bolt.Tx) error {
+			raw := tx.Bucket(bucketPolicies).Get([]byte(name))
+			if raw == nil {
+				return fmt.Errorf("boltstore: policy %q: %w", name, store.ErrNotFound)
+			}
+			cur, err := decodePolicy(name, raw)
+			if err != nil {
+				return err
+			}
+			if err := checkPrecondition(cur, pre); err != nil {
+				return err
+			}
+			before = bytes.Clone(raw) // the Delete below may reuse raw's memory
+			return nil
+		},
+		apply: func(tx *bolt.Tx) error {
+			if err := tx.Bucket(bucketPolicies).Delete([]byte(name)); err != nil {
+				return fmt.Errorf("boltstore: delete policy %q: %w", name, err)
+			}
+			rev = metaInt(tx, keyRevision) + 1
+			return s.record(tx, change{rev: rev, at: s.now(), actor: actor, kind: corsdv1.ChangeKind_CHANGE_KIND_DELETE, name: name, before: before})
+		},
 	})
 	if err != nil {
 		return 0, err
 	}
-	return out, nil
+	return rev, nil
 }
 
 func checkName(name string) error {
@@ -149,37 +164,40 @@ func stamp(p *corsdv1.Policy, rev int64, created *timestamppb.Timestamp, now tim
 // unique per write, so any change makes an old etag stale.
 func etag(rev int64) string { return strconv.FormatInt(rev, 10) }
 
+// change is one write, as record needs it: before and after are the
+// encoded policies (nil when absent), policy the decoded after.
+type change struct {
+	rev           int64
+	at            time.Time
+	actor         string
+	kind          corsdv1.ChangeKind
+	name          string
+	before, after []byte
+	policy        *corsdv1.Policy
+}
+
 // record advances the revision, appends the change, applies retention and
 // arranges for watchers to hear of the change once the transaction commits.
-func (s *Store) record(tx *bolt.Tx, rev int64, now time.Time, actor string, kind corsdv1.ChangeKind, name string, before, after *corsdv1.Policy) error {
-	if err := tx.Bucket(bucketMeta).Put(keyRevision, i64(rev)); err != nil {
+func (s *Store) record(tx *bolt.Tx, c change) error {
+	if err := tx.Bucket(bucketMeta).Put(keyRevision, i64(c.rev)); err != nil {
 		return fmt.Errorf("boltstore: write revision: %w", err)
 	}
-	c := &corsdv1.Change{
-		Revision:   rev,
-		ChangeTime: timestamppb.New(now),
-		Actor:      actor,
-		Kind:       kind,
-		Name:       name,
-		Before:     before,
-		After:      after,
-	}
-	data, err := marshal(c)
+	data, err := encodeChange(c)
 	if err != nil {
 		return err
 	}
-	if err := tx.Bucket(bucketChanges).Put(revKey(rev), data); err != nil {
-		return fmt.Errorf("boltstore: write change %d: %w", rev, err)
+	if err := tx.Bucket(bucketChanges).Put(revKey(c.rev), data); err != nil {
+		return fmt.Errorf("boltstore: write change %d: %w", c.rev, err)
 	}
-	if err := s.compact(tx, rev, now); err != nil {
+	if err := s.compact(tx, c.rev, c.at); err != nil {
 		return err
 	}
-	ev := store.Event{Type: store.EventPut, Revision: rev, Name: name}
-	if after == nil {
+	ev := store.Event{Type: store.EventPut, Revision: c.rev, Name: c.name}
+	if c.policy == nil {
 		ev.Type = store.EventDelete
 	} else {
 		// Watchers share the event; the caller gets its own copy.
-		ev.Policy = proto.Clone(after).(*corsdv1.Policy)
+		ev.Policy = proto.Clone(c.policy).(*corsdv1.Policy)
 	}
 	tx.OnCommit(func() { s.hub.commit(ev) })
 	return nil
@@ -227,13 +245,14 @@ func (s *Store) compact(tx *bolt.Tx, rev int64, now time.Time) error {
 	return nil
 }
 
-func putPolicy(b *bolt.Bucket, p *corsdv1.Policy) error {
+// putPolicy stores p and returns its encoding.
+func putPolicy(b *bolt.Bucket, p *corsdv1.Policy) ([]byte, error) {
 	data, err := marshal(p)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := b.Put([]byte(p.GetName()), data); err != nil {
-		return fmt.Errorf("boltstore: write policy %q: %w", p.GetName(), err)
+		return nil, fmt.Errorf("boltstore: write policy %q: %w", p.GetName(), err)
 	}
-	return nil
+	return data, nil
 }
