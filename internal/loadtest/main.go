@@ -154,21 +154,30 @@ func run() error {
 		return err
 	}
 
-	// The no-op server answers with corsd's own response to the allowed
-	// request, so both marshal the same bytes.
-	constant, err := authv3.NewAuthorizationClient(conn).Check(ctx, requests["allowed"])
-	if err != nil {
-		return fmt.Errorf("corsd Check(allowed): %w", err)
+	// One no-op server per payload, each answering with corsd's own response
+	// to that payload, so both sides marshal the same bytes: the comparison
+	// measures deciding, not the size of the answer.
+	authz := authv3.NewAuthorizationClient(conn)
+	noops := map[string]*noopServer{}
+	for _, name := range []string{"preflight", "allowed", "disallowed"} {
+		constant, err := authz.Check(ctx, requests[name])
+		if err != nil {
+			return fmt.Errorf("corsd Check(%s): %w", name, err)
+		}
+		noop, err := startNoop(constant)
+		if err != nil {
+			return err
+		}
+		defer noop.stop()
+		noops[name] = noop
+		logf("no-op ext_authz server for %s listening on %s", name, noop.addr)
 	}
-	if len(constant.GetOkResponse().GetResponseHeadersToAdd()) == 0 {
-		return fmt.Errorf("corsd did not allow the allowed payload: %v", constant)
+	if len(noops["allowed"].resp.GetOkResponse().GetResponseHeadersToAdd()) == 0 {
+		return fmt.Errorf("corsd did not allow the allowed payload: %v", noops["allowed"].resp)
 	}
-	noop, err := startNoop(constant)
-	if err != nil {
-		return err
+	if noops["preflight"].resp.GetDeniedResponse().GetStatus().GetCode() != 204 {
+		return fmt.Errorf("corsd did not answer the preflight with 204: %v", noops["preflight"].resp)
 	}
-	defer noop.stop()
-	logf("no-op ext_authz server listening on %s", noop.addr)
 
 	g := &ghzRunner{bin: ghz, dir: tmp, verbose: o.verbose}
 	var rows []row
@@ -176,14 +185,14 @@ func run() error {
 	// Warm both up, then run each measurement in rounds that alternate
 	// between corsd and the no-op server, pooling the rounds per target, so
 	// that the noise of a shared machine hits both alike.
-	for _, target := range []string{corsd.addr, noop.addr} {
+	for _, target := range []string{corsd.addr, noops["allowed"].addr} {
 		if _, err := g.run(ctx, target, checkMethod, payloads["allowed"], "-c", fmt.Sprint(o.concurrency), "-n", "2000"); err != nil {
 			return err
 		}
 	}
 	perRound := max(o.total/o.rounds, 1)
 	for _, name := range []string{"preflight", "allowed", "disallowed"} {
-		res, err := g.interleaved(ctx, []string{corsd.addr, noop.addr}, checkMethod, payloads[name], o.rounds, "-c", fmt.Sprint(o.concurrency), "-n", fmt.Sprint(perRound))
+		res, err := g.interleaved(ctx, []string{corsd.addr, noops[name].addr}, checkMethod, payloads[name], o.rounds, "-c", fmt.Sprint(o.concurrency), "-n", fmt.Sprint(perRound))
 		if err != nil {
 			return err
 		}
@@ -208,7 +217,7 @@ func run() error {
 	// flight when -z ends.
 	rate := []string{"--rps", fmt.Sprint(o.rate), "-c", "20", "-n", fmt.Sprint(max(int(float64(o.rate)*o.rateFor.Seconds())/o.rounds, 1))}
 	for _, name := range []string{"preflight", "allowed", "disallowed"} {
-		res, err := g.interleaved(ctx, []string{corsd.addr, noop.addr}, checkMethod, payloads[name], o.rounds, rate...)
+		res, err := g.interleaved(ctx, []string{corsd.addr, noops[name].addr}, checkMethod, payloads[name], o.rounds, rate...)
 		if err != nil {
 			return err
 		}
