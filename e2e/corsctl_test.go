@@ -5,7 +5,6 @@ package e2e
 // this package.
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -13,126 +12,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/corsd/corsd/internal/corsdtest"
 )
 
-// ctlBuild builds corsd and corsctl into a temporary directory and returns
-// their paths.
-func ctlBuild(t *testing.T) (corsd, corsctl string) {
-	t.Helper()
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatalf("go env GOMOD: %v", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(out)))
-	dir := t.TempDir()
-	var paths []string
-	for _, pkg := range []string{"./cmd/corsd", "./cmd/corsctl"} {
-		p := filepath.Join(dir, filepath.Base(pkg))
-		cmd := exec.Command("go", "build", "-o", p, pkg)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
-		}
-		paths = append(paths, p)
-	}
-	return paths[0], paths[1]
-}
-
-// ctlEnv is the environment without CORSD_* variables, so that only the
-// flags and variables a test sets configure the binaries.
-func ctlEnv(extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CORSD_") {
-			env = append(env, kv)
-		}
-	}
-	return append(env, extra...)
-}
-
-// ctlDaemon is a running corsd.
-type ctlDaemon struct {
-	cmd    *exec.Cmd
-	addr   string
-	mu     sync.Mutex
-	logs   bytes.Buffer
-	exited chan struct{}
-}
-
-// ctlStartCorsd starts corsd on 127.0.0.1:0 with a new database in a temp
-// dir (and extra flags) and waits for its "grpc listening" log line.
-func ctlStartCorsd(t *testing.T, bin string, extra ...string) *ctlDaemon {
+// ctlStartCorsd starts corsd with a new database in a temp dir (and extra
+// flags) and waits until it is ready. Cleanup stops it if the test did not.
+func ctlStartCorsd(t *testing.T, bin string, extra ...string) *corsdtest.Daemon {
 	t.Helper()
 	db := filepath.Join(t.TempDir(), "corsd.db")
-	args := append([]string{"--listen", "127.0.0.1:0", "--http-listen", "", "--db", db, "--log-format", "json"}, extra...)
-	cmd := exec.Command(bin, args...)
-	cmd.Env = ctlEnv()
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &ctlDaemon{cmd: cmd, exited: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start corsd: %v", err)
-	}
-	addrc := make(chan string, 1)
-	go func() {
-		defer close(d.exited)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Bytes()
-			d.mu.Lock()
-			d.logs.Write(line)
-			d.logs.WriteByte('\n')
-			d.mu.Unlock()
-			var rec struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
-			}
-			if json.Unmarshal(line, &rec) == nil && rec.Msg == "grpc listening" {
-				select {
-				case addrc <- rec.Addr:
-				default:
-				}
-			}
-		}
-		_ = cmd.Wait()
-	}()
-	t.Cleanup(func() { d.stop() })
-	select {
-	case d.addr = <-addrc:
-	case <-d.exited:
-		t.Fatalf("corsd exited at start; logs:\n%s", d.logText())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("corsd did not log its address within 30s; logs:\n%s", d.logText())
-	}
-	return d
-}
-
-func (d *ctlDaemon) logText() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.logs.String()
-}
-
-// stop terminates corsd gracefully (SIGTERM, then SIGKILL after 10s).
-func (d *ctlDaemon) stop() {
-	select {
-	case <-d.exited:
-		return
-	default:
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(10 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.exited
-	}
+	return corsdtest.MustStart(t, bin, append([]string{"--db", db}, extra...)...)
 }
 
 type ctlResult struct {
@@ -144,7 +34,7 @@ type ctlResult struct {
 func ctlRun(t *testing.T, bin, addr string, args ...string) ctlResult {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = ctlEnv("CORSD_ADDR=" + addr)
+	cmd.Env = corsdtest.Env("CORSD_ADDR=" + addr)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -196,9 +86,9 @@ const ctlPolicies = `
 `
 
 func TestCorsctl(t *testing.T) {
-	corsd, corsctl := ctlBuild(t)
+	corsd, corsctl := corsdtest.MustBuild(t, "./cmd/corsd"), corsdtest.MustBuild(t, "./cmd/corsctl")
 	d := ctlStartCorsd(t, corsd)
-	addr := d.addr
+	addr := d.GRPCAddr
 	file := ctlWriteFile(t, "policies.yaml", ctlPolicies)
 
 	t.Run("apply creates, then changes nothing", func(t *testing.T) {
@@ -266,11 +156,11 @@ func TestCorsctl(t *testing.T) {
 		exported := ctlMust(t, corsctl, addr, "export")
 		dump := ctlWriteFile(t, "export.yaml", exported)
 		other := ctlStartCorsd(t, corsd)
-		out := ctlMust(t, corsctl, other.addr, "import", "-f", dump)
+		out := ctlMust(t, corsctl, other.GRPCAddr, "import", "-f", dump)
 		if strings.Count(out, " created ") != 2 {
 			t.Errorf("import into an empty corsd printed %q, want 2 created", out)
 		}
-		if out := ctlMust(t, corsctl, other.addr, "import", "-f", dump); strings.Count(out, " unchanged ") != 2 {
+		if out := ctlMust(t, corsctl, other.GRPCAddr, "import", "-f", dump); strings.Count(out, " unchanged ") != 2 {
 			t.Errorf("second import printed %q, want 2 unchanged", out)
 		}
 		// Same policies, field for field (output-only fields differ: the
@@ -287,7 +177,7 @@ func TestCorsctl(t *testing.T) {
 			b, _ := json.Marshal(p)
 			return string(b)
 		}
-		if a, b := get(addr), get(other.addr); a != b {
+		if a, b := get(addr), get(other.GRPCAddr); a != b {
 			t.Errorf("policies/shop after the round trip:\n%s\nwant:\n%s", b, a)
 		}
 	})
@@ -303,10 +193,10 @@ func TestCorsctl(t *testing.T) {
 		}
 		restored := ctlStartCorsd(t, corsd, "--restore-from", path)
 		want := ctlMust(t, corsctl, addr, "export")
-		if got := ctlMust(t, corsctl, restored.addr, "export"); got != want {
+		if got := ctlMust(t, corsctl, restored.GRPCAddr, "export"); got != want {
 			t.Errorf("export of the restored corsd:\n%s\nwant (revisions and times included):\n%s", got, want)
 		}
-		if got, want := ctlMust(t, corsctl, restored.addr, "changes"), ctlMust(t, corsctl, addr, "changes"); got != want {
+		if got, want := ctlMust(t, corsctl, restored.GRPCAddr, "changes"), ctlMust(t, corsctl, addr, "changes"); got != want {
 			t.Errorf("change log of the restored corsd:\n%s\nwant:\n%s", got, want)
 		}
 	})
@@ -351,9 +241,9 @@ max_age: 90000s
 
 	t.Run("corsd down exits 1 and says how to start it", func(t *testing.T) {
 		down := ctlStartCorsd(t, corsd)
-		down.stop()
-		r := ctlRun(t, corsctl, down.addr, "--timeout", "3s", "policies", "list")
-		if r.code != 1 || !strings.Contains(r.stderr, "Is corsd running at "+down.addr) || !strings.Contains(r.stderr, "make run") {
+		_ = down.Stop(corsdtest.StopTimeout) // how it exits is not what this case tests
+		r := ctlRun(t, corsctl, down.GRPCAddr, "--timeout", "3s", "policies", "list")
+		if r.code != 1 || !strings.Contains(r.stderr, "Is corsd running at "+down.GRPCAddr) || !strings.Contains(r.stderr, "make run") {
 			t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and a hint to start corsd", r.code, r.stderr)
 		}
 	})

@@ -1,182 +1,26 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corsd/corsd/internal/corsdtest"
 )
 
-// moduleRoot is the directory of go.mod above the working directory.
-func moduleRoot(t *testing.T) string {
+// stopClean sends SIGTERM and requires a clean exit within 20s.
+func stopClean(t *testing.T, d *corsdtest.Daemon) {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
-
-// grpcurlPath finds grpcurl in the repository's bin/ or on PATH.
-func grpcurlPath(t *testing.T, root string) string {
-	t.Helper()
-	if p := filepath.Join(root, "bin", "grpcurl"); isExecutable(p) {
-		return p
-	}
-	if p, err := exec.LookPath("grpcurl"); err == nil {
-		return p
-	}
-	t.Fatalf("grpcurl not found in %s/bin or on PATH: run make tools", root)
-	return ""
-}
-
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
-}
-
-// buildCorsd builds the daemon into a temporary directory.
-func buildCorsd(t *testing.T, root string) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "corsd")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/corsd")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/corsd: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// logLines collects a process's JSON log lines.
-type logLines struct {
-	mu    sync.Mutex
-	lines []map[string]any
-	raw   bytes.Buffer
-}
-
-func (l *logLines) consume(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var m map[string]any
-		ok := json.Unmarshal(sc.Bytes(), &m) == nil
-		l.mu.Lock()
-		l.raw.Write(sc.Bytes())
-		l.raw.WriteByte('\n')
-		if ok {
-			l.lines = append(l.lines, m)
-		}
-		l.mu.Unlock()
-	}
-}
-
-func (l *logLines) find(msg string) map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, m := range l.lines {
-		if m["msg"] == msg {
-			return m
-		}
-	}
-	return nil
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.raw.String()
-}
-
-// daemon is a running corsd process.
-type daemon struct {
-	cmd    *exec.Cmd
-	logs   *logLines
-	addr   string
-	exited chan struct{}
-	err    error // of Wait, once exited is closed
-}
-
-// startCorsd starts the binary and waits until it is ready. The process is
-// killed at cleanup if it still runs.
-func startCorsd(t *testing.T, bin string, args ...string) *daemon {
-	t.Helper()
-	args = append([]string{"--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--log-format", "json"}, args...)
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "CORSD_TOKENS=") // only the flags configure tokens
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &daemon{cmd: cmd, logs: &logLines{}, exited: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start corsd: %v", err)
-	}
-	go func() {
-		d.logs.consume(stderr)
-		d.err = cmd.Wait()
-		close(d.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-d.exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-d.exited
-		}
-	})
-	deadline := time.After(30 * time.Second)
-	for d.logs.find("ready") == nil {
-		select {
-		case <-d.exited:
-			t.Fatalf("corsd exited before it was ready: %v\nlogs:\n%s", d.err, d.logs)
-		case <-deadline:
-			t.Fatalf("corsd not ready within 30s; logs:\n%s", d.logs)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	addr, _ := d.logs.find("grpc listening")["addr"].(string)
-	if addr == "" {
-		t.Fatalf("no address in the 'grpc listening' log line; logs:\n%s", d.logs)
-	}
-	d.addr = addr
-	return d
-}
-
-// stop sends SIGTERM and requires a clean exit.
-func (d *daemon) stop(t *testing.T) {
-	t.Helper()
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM: %v", err)
-	}
-	select {
-	case <-d.exited:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("corsd did not exit within 20s of SIGTERM; logs:\n%s", d.logs)
-	}
-	if d.err != nil {
-		t.Fatalf("corsd exited with %v after SIGTERM; logs:\n%s", d.err, d.logs)
+	if err := d.Stop(20 * time.Second); err != nil {
+		t.Fatalf("stop corsd: %v; logs:\n%s", err, d.Logs())
 	}
 }
 
@@ -259,13 +103,13 @@ func TestGrpcurl(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts corsd")
 	}
-	root := moduleRoot(t)
-	gc := grpcurlPath(t, root)
+	root := corsdtest.MustModuleRoot(t)
+	gc := corsdtest.MustTool(t, root, "grpcurl")
 	allowedJSON, err := os.ReadFile(filepath.Join(root, "..", "shared", "testdata", "extauthz", "allowed.json"))
 	if err != nil {
 		t.Fatalf("ext_authz fixture (shared/testdata beside the repository): %v", err)
 	}
-	bin := buildCorsd(t, root)
+	bin := corsdtest.MustBuild(t, "./cmd/corsd")
 	dir := t.TempDir()
 	const token = "e2e-admin-token-0123456789abcdef"
 	tokens := filepath.Join(dir, "tokens.yaml")
@@ -275,8 +119,8 @@ func TestGrpcurl(t *testing.T) {
 	db := filepath.Join(dir, "corsd.db")
 	auth := []string{"authorization: Bearer " + token}
 
-	d := startCorsd(t, bin, "--db", db, "--tokens-file", tokens)
-	g := &grpcurl{bin: gc, addr: d.addr}
+	d := corsdtest.MustStart(t, bin, "--db", db, "--tokens-file", tokens)
+	g := &grpcurl{bin: gc, addr: d.GRPCAddr}
 
 	t.Run("list services", func(t *testing.T) {
 		out, errOut, ok := g.call(t, nil, "list", "")
@@ -353,13 +197,13 @@ func TestGrpcurl(t *testing.T) {
 		}
 	})
 
-	d.stop(t)
-	if d.logs.find("stopped") == nil {
-		t.Errorf("no 'stopped' log line after SIGTERM; logs:\n%s", d.logs)
+	stopClean(t, d)
+	if d.Logs().Find("stopped") == nil {
+		t.Errorf("no 'stopped' log line after SIGTERM; logs:\n%s", d.Logs())
 	}
 
-	d2 := startCorsd(t, bin, "--db", db, "--tokens-file", tokens)
-	g2 := &grpcurl{bin: gc, addr: d2.addr}
+	d2 := corsdtest.MustStart(t, bin, "--db", db, "--tokens-file", tokens)
+	g2 := &grpcurl{bin: gc, addr: d2.GRPCAddr}
 	t.Run("data survives a restart", func(t *testing.T) {
 		p := g2.ok(t, auth, "corsd.v1.PolicyService/GetPolicy", `{"name":"policies/acme"}`)
 		if origins, _ := get(p, "policy", "origins").([]any); len(origins) != 1 {
@@ -367,5 +211,5 @@ func TestGrpcurl(t *testing.T) {
 		}
 		checkAllowed(t, g2)
 	})
-	d2.stop(t)
+	stopClean(t, d2)
 }

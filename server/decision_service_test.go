@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/corsd/corsd/internal/corsdtest"
 	"github.com/corsd/corsd/policy"
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 	"github.com/corsd/corsd/store"
@@ -342,7 +343,7 @@ func TestDecisionLog(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var buf syncBuffer
+			var buf corsdtest.Logs
 			opts := append([]Option{WithTokens(testTokens...), WithLogger(slog.New(slog.NewJSONHandler(&buf, nil)))}, tt.opts...)
 			e := newEnv(t, envConfig{opts: opts})
 			p := acme()

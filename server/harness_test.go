@@ -1,12 +1,10 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -220,24 +218,6 @@ func (g *gatedStore) Watch(ctx context.Context, since int64) (store.Watch, error
 var errInjected = errors.New("injected fault")
 
 func cloneProto(p *corsdv1.Policy) *corsdv1.Policy { return proto.Clone(p).(*corsdv1.Policy) }
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // laggingStore delivers each watch event (after the initial state) lag
 // late, as a store far away or under load would.

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -21,7 +19,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,6 +30,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/corsd/corsd/internal/corsdtest"
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 	"github.com/corsd/corsd/store/boltstore"
 )
@@ -104,39 +102,9 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the daemon's logger and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// logLine returns the first JSON log line with msg, or nil.
-func (s *syncBuffer) logLine(msg string) map[string]any {
-	sc := bufio.NewScanner(strings.NewReader(s.String()))
-	for sc.Scan() {
-		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == msg {
-			return m
-		}
-	}
-	return nil
-}
-
 // daemon is corsd run in-process.
 type daemon struct {
-	logs   *syncBuffer
+	logs   *corsdtest.Logs
 	cancel context.CancelFunc
 	done   chan error
 	addr   string
@@ -147,7 +115,7 @@ type daemon struct {
 // waits until it is ready.
 func start(t *testing.T, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{logs: &syncBuffer{}, done: make(chan error, 1)}
+	d := &daemon{logs: &corsdtest.Logs{}, done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	args = append([]string{"--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--log-format", "json"}, args...)
@@ -161,9 +129,9 @@ func start(t *testing.T, args ...string) *daemon {
 			t.Fatalf("corsd exited early: %v\nlogs:\n%s", err, d.logs)
 		default:
 		}
-		if d.logs.logLine("ready") != nil {
-			d.addr = d.logs.logLine("grpc listening")["addr"].(string)
-			d.http = d.logs.logLine("http listening")["addr"].(string)
+		if d.logs.Find("ready") != nil {
+			d.addr = d.logs.Find("grpc listening")["addr"].(string)
+			d.http = d.logs.Find("http listening")["addr"].(string)
 			return d
 		}
 		if time.Now().After(deadline) {
@@ -253,12 +221,12 @@ func TestRunBootstrapRestartAndShutdown(t *testing.T) {
 	}
 	_ = res.Body.Close()
 	d.stop(t)
-	if d.logs.logLine("stopped") == nil {
+	if d.logs.Find("stopped") == nil {
 		t.Errorf("no 'stopped' log line:\n%s", d.logs)
 	}
 
 	d2 := start(t, "--db", db, "--bootstrap", boot)
-	if l := d2.logs.logLine("bootstrap applied"); l == nil || l["created"] != float64(0) {
+	if l := d2.logs.Find("bootstrap applied"); l == nil || l["created"] != float64(0) {
 		t.Errorf("second start bootstrap line = %v, want created=0", l)
 	}
 	ps = corsdv1.NewPolicyServiceClient(dial(t, d2.addr))

@@ -1,7 +1,6 @@
 package browser
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/corsd/corsd/internal/corsdtest"
 )
 
 // chromiumPath locates Chromium: chromium on PATH, then Debian's
@@ -33,29 +34,11 @@ func chromiumPath(t *testing.T) string {
 	return ""
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use (Chromium's output).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // browser is one headless Chromium with one tab, and what the DevTools
 // protocol told about the tab's network requests.
 type browser struct {
 	tab    context.Context // chromedp context of the tab
-	output *syncBuffer     // Chromium's stdout and stderr
+	output *corsdtest.Logs // Chromium's stdout and stderr
 
 	mu         sync.Mutex
 	urls       map[network.RequestID]string
@@ -85,7 +68,7 @@ type browser struct {
 //     local network access checks (which guard public -> local requests)
 //     do not apply; no flag is needed, and the suite fails with Chromium's
 //     CORS error LocalNetworkAccessPermissionDenied if that ever changes.
-func chromiumFlags(execPath, userDataDir, spki string, output *syncBuffer) []chromedp.ExecAllocatorOption {
+func chromiumFlags(execPath, userDataDir, spki string, output *corsdtest.Logs) []chromedp.ExecAllocatorOption {
 	return []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(execPath),
 		chromedp.UserDataDir(userDataDir),
@@ -146,7 +129,7 @@ func seedPreferences(t *testing.T, userDataDir string) {
 func startBrowser(t *testing.T, spki string) *browser {
 	t.Helper()
 	b := &browser{
-		output:     &syncBuffer{},
+		output:     &corsdtest.Logs{},
 		urls:       map[network.RequestID]string{},
 		corsErrors: map[string][]string{},
 		cookies:    map[network.RequestID][]string{},

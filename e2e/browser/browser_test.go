@@ -512,12 +512,12 @@ func (e *env) checkDecisionLog(t *testing.T, ctx context.Context, fields map[str
 	t.Helper()
 	var lines []map[string]any
 	_ = poll(ctx, 5*time.Second, func() (bool, error) {
-		lines = e.corsd.logs.match("decision", fields)
+		lines = e.corsd.Logs().Match("decision", fields)
 		return len(lines) > 0, nil
 	})
 	if len(lines) == 0 {
 		var recent []string
-		for _, m := range e.corsd.logs.match("decision", map[string]string{"policy": fields["policy"]}) {
+		for _, m := range e.corsd.Logs().Match("decision", map[string]string{"policy": fields["policy"]}) {
 			b, _ := json.Marshal(m)
 			recent = append(recent, string(b))
 		}

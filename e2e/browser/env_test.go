@@ -1,8 +1,6 @@
 package browser
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,7 +10,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,14 +17,12 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corsd/corsd/internal/corsdtest"
 )
 
 // The sites of the suite. Chromium resolves every *.test name to 127.0.0.1
@@ -44,32 +39,12 @@ const (
 // Bounds. Generous, because Chromium and the race detector share two cores
 // with other work; every wait polls and returns as soon as it can.
 const (
-	buildTimeout    = 5 * time.Minute
 	startTimeout    = 60 * time.Second
 	stopTimeout     = 15 * time.Second
 	caseTimeout     = 60 * time.Second
 	pollInterval    = 10 * time.Millisecond
 	propagateWithin = 15 * time.Second
 )
-
-// moduleRoot returns the directory of go.mod above the working directory.
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
 
 // newCert returns a self-signed certificate for every host of the suite and
 // the base64 SHA-256 of its public key, which Chromium is told to trust
@@ -129,175 +104,40 @@ func originOf(host string, s *httptest.Server) string {
 	return "https://" + host + ":" + port
 }
 
-// buildCorsd builds cmd/corsd into a temporary directory.
-func buildCorsd(t *testing.T, root string) string {
+// corsd is the suite's corsd process.
+type corsd struct{ *corsdtest.Daemon }
+
+// startCorsd builds and starts corsd with a fresh database and every
+// decision logged. At cleanup it requires that corsd still runs, then
+// sends SIGTERM, requires a clean exit within stopTimeout, and kills the
+// process with SIGKILL when it does not exit.
+func startCorsd(t *testing.T) *corsd {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "corsd")
-	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/corsd")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/corsd: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// logLines collects a process's JSON log lines. It is safe for concurrent
-// use.
-type logLines struct {
-	mu    sync.Mutex
-	lines []map[string]any
-	raw   bytes.Buffer
-}
-
-func (l *logLines) consume(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var m map[string]any
-		ok := json.Unmarshal(sc.Bytes(), &m) == nil
-		l.mu.Lock()
-		l.raw.Write(sc.Bytes())
-		l.raw.WriteByte('\n')
-		if ok {
-			l.lines = append(l.lines, m)
-		}
-		l.mu.Unlock()
-	}
-}
-
-// match returns the lines whose msg is msg and whose fields have the given
-// values (compared as fmt.Sprint strings).
-func (l *logLines) match(msg string, fields map[string]string) []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-next:
-	for _, m := range l.lines {
-		if m["msg"] != msg {
-			continue
-		}
-		for k, v := range fields {
-			if fmt.Sprint(m[k]) != v {
-				continue next
-			}
-		}
-		out = append(out, m)
-	}
-	return out
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.raw.String()
-}
-
-// corsd is a running corsd process.
-type corsd struct {
-	cmd      *exec.Cmd
-	logs     *logLines
-	grpcAddr string
-	httpAddr string
-	exited   chan struct{}
-	err      error // of Wait, once exited is closed
-}
-
-// startCorsd starts the binary on loopback ports with a fresh database and
-// every decision logged, and waits until it is ready. At cleanup it sends
-// SIGTERM, requires a clean exit within stopTimeout, and kills the process
-// with SIGKILL when it does not exit.
-func startCorsd(t *testing.T, bin string) *corsd {
-	t.Helper()
-	cmd := exec.Command(bin,
-		"--listen", "127.0.0.1:0",
-		"--http-listen", "127.0.0.1:0",
+	d := corsdtest.MustStart(t, corsdtest.MustBuild(t, "./cmd/corsd"),
 		"--db", filepath.Join(t.TempDir(), "corsd.db"),
-		"--log-format", "json",
 		"--log-decisions",
 	)
-	// Only the flags configure corsd: no CORSD_* variable of the caller's
-	// environment (tokens, TLS) leaks in.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CORSD_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	// SIGKILL corsd if the test binary dies without running its cleanup.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &corsd{cmd: cmd, logs: &logLines{}, exited: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start corsd: %v", err)
-	}
-	go func() {
-		d.logs.consume(stderr)
-		d.err = cmd.Wait()
-		close(d.exited)
-	}()
-	t.Cleanup(func() { d.stop(t) })
-
-	deadline := time.Now().Add(startTimeout)
-	for len(d.logs.match("ready", nil)) == 0 {
+	t.Cleanup(func() {
 		select {
-		case <-d.exited:
-			t.Fatalf("corsd exited before it was ready: %v\nlogs:\n%s", d.err, d.logs)
-		case <-time.After(pollInterval):
+		case <-d.Exited():
+			t.Errorf("corsd exited during the test: %v\nlogs:\n%s", d.Err(), d.Logs())
+			return
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("corsd not ready within %v; logs:\n%s", startTimeout, d.logs)
+		if err := d.Stop(stopTimeout); err != nil {
+			t.Errorf("stop corsd: %v\nlogs:\n%s", err, d.Logs())
 		}
+	})
+	if d.HTTPAddr == "" {
+		t.Fatalf("no addr in corsd's \"http listening\" line:\n%s", d.Logs())
 	}
-	d.grpcAddr = d.addrOf(t, "grpc listening")
-	d.httpAddr = d.addrOf(t, "http listening")
-	return d
-}
-
-func (d *corsd) addrOf(t *testing.T, msg string) string {
-	t.Helper()
-	lines := d.logs.match(msg, nil)
-	if len(lines) == 0 {
-		t.Fatalf("no %q line in corsd's log:\n%s", msg, d.logs)
-	}
-	addr, _ := lines[0]["addr"].(string)
-	if addr == "" {
-		t.Fatalf("no addr in corsd's %q line:\n%s", msg, d.logs)
-	}
-	return addr
-}
-
-// stop sends SIGTERM, waits, and falls back to SIGKILL. A corsd that does
-// not exit cleanly on SIGTERM fails the test.
-func (d *corsd) stop(t *testing.T) {
-	select {
-	case <-d.exited:
-		t.Errorf("corsd exited during the test: %v\nlogs:\n%s", d.err, d.logs)
-		return
-	default:
-	}
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Errorf("SIGTERM corsd: %v", err)
-	}
-	select {
-	case <-d.exited:
-		if d.err != nil {
-			t.Errorf("corsd exited with %v after SIGTERM; logs:\n%s", d.err, d.logs)
-		}
-	case <-time.After(stopTimeout):
-		_ = d.cmd.Process.Kill()
-		<-d.exited
-		t.Errorf("corsd did not exit within %v of SIGTERM; killed it", stopTimeout)
-	}
+	return &corsd{d}
 }
 
 // metric returns the value of the sample of name whose labels include
 // labels, summed over the other labels, from corsd's /metrics.
 func (d *corsd) metric(ctx context.Context, name string, labels map[string]string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.httpAddr+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.HTTPAddr+"/metrics", nil)
 	if err != nil {
 		return 0, err
 	}

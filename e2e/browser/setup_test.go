@@ -55,7 +55,6 @@ type api struct {
 
 // env is the whole system under test.
 type env struct {
-	root    string
 	origins map[string]string // page host -> https://host:PORT
 	corsd   *corsd
 	admin   corsdv1.PolicyServiceClient
@@ -72,7 +71,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	start := time.Now()
 	chromiumPath(t) // fail before building anything when there is no browser
-	e := &env{root: moduleRoot(t), origins: map[string]string{}, j: &journal{}}
+	e := &env{origins: map[string]string{}, j: &journal{}}
 	cert, spki := newCert(t)
 
 	page, err := os.ReadFile(filepath.Join("testdata", "page.html"))
@@ -84,8 +83,8 @@ func newEnv(t *testing.T) *env {
 		e.origins[host] = originOf(host, s)
 	}
 
-	e.corsd = startCorsd(t, buildCorsd(t, e.root))
-	cc, err := grpc.NewClient(e.corsd.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	e.corsd = startCorsd(t)
+	cc, err := grpc.NewClient(e.corsd.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +106,7 @@ func newEnv(t *testing.T) *env {
 			t.Fatalf("log in on %s: %v", a.origin, err)
 		}
 	}
-	t.Logf("environment ready in %v: pages %v, APIs %s (SDK) and %s (ext_authz), corsd %s", time.Since(start).Round(time.Millisecond), e.origins, sdk.origin, envoy.origin, e.corsd.grpcAddr)
+	t.Logf("environment ready in %v: pages %v, APIs %s (SDK) and %s (ext_authz), corsd %s", time.Since(start).Round(time.Millisecond), e.origins, sdk.origin, envoy.origin, e.corsd.GRPCAddr)
 	return e
 }
 
@@ -172,7 +171,7 @@ func (e *env) createPolicies(t *testing.T) {
 // corsd's policies and its middleware on each policy's paths.
 func (e *env) startSDKAPI(t *testing.T, cert tls.Certificate) api {
 	t.Helper()
-	c, err := client.Dial(e.corsd.grpcAddr, client.WithInsecure())
+	c, err := client.Dial(e.corsd.GRPCAddr, client.WithInsecure())
 	if err != nil {
 		t.Fatalf("client.Dial: %v", err)
 	}

@@ -10,22 +10,22 @@
 //   - propagation: after an admin AddOrigin returns, CheckOrigin must allow
 //     the new origin within 10 ms (p99 of the samples).
 //
-// It builds cmd/corsd, starts it on 127.0.0.1:0 with a temporary database,
-// creates the policy through the admin API (loopback, so no token), starts
-// the no-op server in process, and drives both with the pinned ghz binary
-// (bin/ghz, using server reflection) on the shared testdata payloads. Every
-// run is bounded; the processes it starts are stopped on exit.
+// It builds cmd/corsd and starts it on 127.0.0.1:0 with a temporary
+// database (both through internal/corsdtest, which keeps CORSD_* variables
+// out of its environment), creates the policy through the admin API
+// (loopback, so no token), starts the no-op server in process, and drives
+// both with the pinned ghz binary (bin/ghz, else ghz on PATH; using server
+// reflection) on the shared testdata payloads. Every run is bounded; the
+// processes it starts are stopped on exit.
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -34,7 +34,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -46,6 +45,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/corsd/corsd/internal/corsdtest"
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 )
 
@@ -82,7 +82,7 @@ func main() {
 }
 
 func run() error {
-	root, err := moduleRoot()
+	root, err := corsdtest.ModuleRoot()
 	if err != nil {
 		return err
 	}
@@ -105,9 +105,9 @@ func run() error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute) // a hard bound on the whole run
 	defer cancel()
 
-	ghz := filepath.Join(root, "bin", "ghz")
-	if _, err := os.Stat(ghz); err != nil {
-		return fmt.Errorf("ghz not found (run make tools): %w", err)
+	ghz, err := corsdtest.Tool(root, "ghz")
+	if err != nil {
+		return err
 	}
 	tmp, err := os.MkdirTemp("", "corsd-loadtest-")
 	if err != nil {
@@ -131,19 +131,17 @@ func run() error {
 
 	logf("building corsd")
 	bin := filepath.Join(tmp, "corsd")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/corsd")
-	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("go build ./cmd/corsd: %w", err)
+	if err := corsdtest.Build(ctx, root, "./cmd/corsd", bin); err != nil {
+		return err
 	}
-	corsd, err := startCorsd(ctx, bin, filepath.Join(tmp, "corsd.db"))
+	corsd, err := corsdtest.Start(ctx, bin, "--db", filepath.Join(tmp, "corsd.db"), "--log-level", "info")
 	if err != nil {
 		return err
 	}
-	defer corsd.stop()
-	logf("corsd listening on %s", corsd.addr)
+	defer func() { _ = corsd.Stop(corsdtest.StopTimeout) }()
+	logf("corsd listening on %s", corsd.GRPCAddr)
 
-	conn, err := grpc.NewClient(corsd.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(corsd.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
 	}
@@ -185,14 +183,14 @@ func run() error {
 	// Warm both up, then run each measurement in rounds that alternate
 	// between corsd and the no-op server, pooling the rounds per target, so
 	// that the noise of a shared machine hits both alike.
-	for _, target := range []string{corsd.addr, noops["allowed"].addr} {
+	for _, target := range []string{corsd.GRPCAddr, noops["allowed"].addr} {
 		if _, err := g.run(ctx, target, checkMethod, payloads["allowed"], "-c", fmt.Sprint(o.concurrency), "-n", "2000"); err != nil {
 			return err
 		}
 	}
 	perRound := max(o.total/o.rounds, 1)
 	for _, name := range []string{"preflight", "allowed", "disallowed"} {
-		res, err := g.interleaved(ctx, []string{corsd.addr, noops[name].addr}, checkMethod, payloads[name], o.rounds, "-c", fmt.Sprint(o.concurrency), "-n", fmt.Sprint(perRound))
+		res, err := g.interleaved(ctx, []string{corsd.GRPCAddr, noops[name].addr}, checkMethod, payloads[name], o.rounds, "-c", fmt.Sprint(o.concurrency), "-n", fmt.Sprint(perRound))
 		if err != nil {
 			return err
 		}
@@ -207,7 +205,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	co, err := g.interleaved(ctx, []string{corsd.addr}, checkOriginMethod, checkOrigin, o.rounds, "-c", fmt.Sprint(o.concurrency), "-n", fmt.Sprint(perRound))
+	co, err := g.interleaved(ctx, []string{corsd.GRPCAddr}, checkOriginMethod, checkOrigin, o.rounds, "-c", fmt.Sprint(o.concurrency), "-n", fmt.Sprint(perRound))
 	if err != nil {
 		return err
 	}
@@ -217,7 +215,7 @@ func run() error {
 	// flight when -z ends.
 	rate := []string{"--rps", fmt.Sprint(o.rate), "-c", "20", "-n", fmt.Sprint(max(int(float64(o.rate)*o.rateFor.Seconds())/o.rounds, 1))}
 	for _, name := range []string{"preflight", "allowed", "disallowed"} {
-		res, err := g.interleaved(ctx, []string{corsd.addr, noops[name].addr}, checkMethod, payloads[name], o.rounds, rate...)
+		res, err := g.interleaved(ctx, []string{corsd.GRPCAddr, noops[name].addr}, checkMethod, payloads[name], o.rounds, rate...)
 		if err != nil {
 			return err
 		}
@@ -229,7 +227,7 @@ func run() error {
 			ratio: fmt.Sprintf("%.2f", ratio), met: yesNo(ratio <= p99Target) + fmt.Sprintf(" (≤ %.1fx)", p99Target),
 		})
 	}
-	co, err = g.interleaved(ctx, []string{corsd.addr}, checkOriginMethod, checkOrigin, o.rounds, rate...)
+	co, err = g.interleaved(ctx, []string{corsd.GRPCAddr}, checkOriginMethod, checkOrigin, o.rounds, rate...)
 	if err != nil {
 		return err
 	}
@@ -272,26 +270,6 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "loadtest: "+format+"\n", args...)
 }
 
-// moduleRoot finds the directory of corsd's go.mod from the working
-// directory upwards.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.HasPrefix(bytes.TrimSpace(b), []byte("module github.com/corsd/corsd")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run from inside the corsd module")
-		}
-		dir = parent
-	}
-}
-
 func readProtoJSON(path string, m proto.Message) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -307,102 +285,6 @@ func writeBinary(dir, name string, m proto.Message) (string, error) {
 	}
 	p := filepath.Join(dir, name)
 	return p, os.WriteFile(p, b, 0o600)
-}
-
-// corsdProc is a running corsd.
-type corsdProc struct {
-	cmd  *exec.Cmd
-	addr string
-	done chan struct{}
-	mu   sync.Mutex
-	tail []string // the last log lines, for errors
-}
-
-// startCorsd starts corsd on loopback ports chosen by the kernel and waits
-// until its log says it is ready.
-func startCorsd(ctx context.Context, bin, db string) (*corsdProc, error) {
-	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--db", db, "--log-format", "json", "--log-level", "info")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stdout = io.Discard
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start corsd: %w", err)
-	}
-	p := &corsdProc{cmd: cmd, done: make(chan struct{})}
-	addrc, readyc := make(chan string, 1), make(chan struct{})
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		var sawReady bool
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.tail = append(p.tail, line)
-			if len(p.tail) > 20 {
-				p.tail = p.tail[1:]
-			}
-			p.mu.Unlock()
-			var rec struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
-			}
-			if json.Unmarshal([]byte(line), &rec) != nil {
-				continue
-			}
-			switch {
-			case rec.Msg == "grpc listening" && rec.Addr != "":
-				select {
-				case addrc <- rec.Addr:
-				default:
-				}
-			case rec.Msg == "ready" && !sawReady:
-				sawReady = true
-				close(readyc)
-			}
-		}
-		_ = cmd.Wait()
-	}()
-	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for p.addr == "" || readyc != nil {
-		select {
-		case a := <-addrc:
-			p.addr = a
-		case <-readyc:
-			readyc = nil
-		case <-p.done:
-			return nil, fmt.Errorf("corsd exited before it was ready:\n%s", p.logTail())
-		case <-wait.Done():
-			p.stop()
-			return nil, fmt.Errorf("corsd not ready after 30s:\n%s", p.logTail())
-		}
-	}
-	return p, nil
-}
-
-func (p *corsdProc) logTail() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return strings.Join(p.tail, "\n")
-}
-
-// stop asks corsd to shut down gracefully, then kills it after 15 s.
-func (p *corsdProc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
 }
 
 // createPolicy creates the load-test policy and waits until decisions see
