@@ -51,7 +51,9 @@ func (p *Policy) matchOrigin(origin string) originMatch {
 		return originMatch{reason: ReasonOriginMalformed}
 	}
 	var m wildcardMatch
-	if o.scheme >= 0 {
+	// Call matchWildcards only when some rule could match: most refused
+	// origins have fewer labels than every subdomain rule's suffix.
+	if o.scheme >= 0 && (p.anyPort[o.scheme] != nil || o.ndots >= p.minSuffixLabels[o.scheme]) {
 		m = p.matchWildcards(&o)
 	}
 	switch {
@@ -150,17 +152,25 @@ func kindOf(r *Request) Kind {
 // ModeDisabled every request is KindNotCORS, ReasonPolicyDisabled, with no
 // headers. A nil Policy decides ReasonNoPolicy with no headers.
 func (p *Policy) Check(r Request) (d Decision) {
-	// d is the named result so that it is built in place, not copied.
-	d.Kind = kindOf(&r)
+	// Check is small enough to be inlined, so that the 416-byte Decision is
+	// built in the caller's frame through a pointer rather than zeroed and
+	// copied through a call's result slot.
+	p.check(&r, &d)
+	return d
+}
+
+// check is Check writing into d, which must be zero.
+func (p *Policy) check(r *Request, d *Decision) {
+	d.Kind = kindOf(r)
 	d.Origin = r.Origin
 	if p == nil {
 		d.Reason = ReasonNoPolicy
-		return d
+		return
 	}
 	d.Policy, d.Revision, d.Mode = p.name, p.revision, p.mode
 	if p.mode == ModeDisabled {
 		d.Kind, d.Reason = KindNotCORS, ReasonPolicyDisabled
-		return d
+		return
 	}
 	var m originMatch
 	if r.Origin != "" {
@@ -179,10 +189,10 @@ func (p *Policy) Check(r Request) (d Decision) {
 			m = p.matchOrigin(r.Origin)
 		}
 	}
-	if p.crossOriginProtection && !m.trusted && isUnsafeMethod(r.Method) && isCrossOrigin(&r) {
+	if p.crossOriginProtection && !m.trusted && isUnsafeMethod(r.Method) && isCrossOrigin(r) {
 		d.Status, d.Reason, d.Detail = statusCrossOriginRefused, ReasonCrossOriginRefused, r.Method
 		d.add(headerVary, varyOrigin, true)
-		return d
+		return
 	}
 	switch d.Kind {
 	case KindNotCORS:
@@ -191,11 +201,10 @@ func (p *Policy) Check(r Request) (d Decision) {
 			d.add(headerVary, varyOrigin, true)
 		}
 	case KindActual:
-		p.actual(&d, m)
+		p.actual(d, m)
 	case KindPreflight:
-		p.preflight(&d, &r, m)
+		p.preflight(d, r, m)
 	}
-	return d
 }
 
 func (p *Policy) actual(d *Decision, m originMatch) {
@@ -230,8 +239,7 @@ func (p *Policy) preflight(d *Decision, r *Request, m originMatch) {
 		d.refuse(ReasonMethodMalformed, method)
 		return
 	}
-	_, listed := p.methods[method]
-	if !listed && !isSafelistedMethod(method) && (!p.methodsAny || isForbiddenMethod(method)) {
+	if !p.listsMethod(method) && !isSafelistedMethod(method) && (!p.methodsAny || isForbiddenMethod(method)) {
 		d.refuse(ReasonMethodNotAllowed, method)
 		return
 	}
@@ -281,6 +289,17 @@ func (p *Policy) preflight(d *Decision, r *Request, m originMatch) {
 		d.add(headerAllowPrivateNetwork, "true", false)
 	}
 	d.add(headerVary, varyPreflight, true)
+}
+
+// listsMethod reports whether method is listed (byte-exact). Policies list
+// few methods: a scan that compares lengths first beats hashing.
+func (p *Policy) listsMethod(method string) bool {
+	for _, m := range p.methodList {
+		if len(m) == len(method) && m[0] == method[0] && m == method {
+			return true
+		}
+	}
+	return false
 }
 
 // refuse completes a refused preflight decision.

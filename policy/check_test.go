@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -589,6 +590,38 @@ func TestCheckRequestHeaders(t *testing.T) {
 		{name: "non-ASCII", in: "x-é", reason: ReasonHeadersMalformed, detail: "x-é"},
 		{name: "too long", in: strings.Repeat(" ", MaxRequestHeadersBytes+1), reason: ReasonHeadersMalformed},
 		{name: "exactly the byte limit", in: strings.Repeat(" ", MaxRequestHeadersBytes-len("authorization")) + "authorization", reason: ReasonAllowed, echo: "authorization"},
+		{name: "whole list as browsers send it", in: "authorization,content-type,x-request-id", reason: ReasonAllowed, echo: "authorization,content-type,x-request-id"},
+		{name: "whole list in another order", in: "x-request-id,authorization,content-type", reason: ReasonAllowed, echo: "x-request-id,authorization,content-type"},
+		{name: "upper case", in: "X-REQUEST-ID,Content-Type", reason: ReasonAllowed, echo: "X-REQUEST-ID,Content-Type"},
+		{name: "trailing whitespace before comma", in: "Content-Type \t,x-request-id", reason: ReasonAllowed, echo: "Content-Type \t,x-request-id"},
+		{name: "inner whitespace", in: "content type", reason: ReasonHeadersMalformed, detail: "content type"},
+		{name: "prefix of a listed name", in: "content-typ", reason: ReasonHeaderNotAllowed, detail: "content-typ"},
+		{name: "same length and first byte as a listed name", in: "x-request-ix", reason: ReasonHeaderNotAllowed, detail: "x-request-ix"},
+		{name: "too many names", in: strings.Repeat("content-type,", MaxRequestHeaders+1), reason: ReasonHeadersMalformed},
+	}
+	// More names than smallHeaderList: looked up in the map.
+	var many []string
+	for i := range smallHeaderList + 4 {
+		many = append(many, fmt.Sprintf("X-H%d", i))
+	}
+	big := mustCompile(t, Config{Origins: []Origin{{Pattern: "https://a.example"}}, AllowedRequestHeaders: many})
+	bigTests := []struct {
+		name   string
+		in     string
+		reason Reason
+		detail string
+	}{
+		{name: "large list upper case", in: "X-H0,X-H19", reason: ReasonAllowed},
+		{name: "large list lower case", in: "x-h3,x-h17", reason: ReasonAllowed},
+		{name: "large list unknown", in: "x-h3,x-h20", reason: ReasonHeaderNotAllowed, detail: "x-h20"},
+		{name: "large list whole", in: big.requestHeadersCanon, reason: ReasonAllowed},
+	}
+	for _, tt := range bigTests {
+		t.Run(tt.name, func(t *testing.T) {
+			if res := big.checkRequestHeaders(tt.in); res.reason != tt.reason || res.detail != tt.detail {
+				t.Errorf("checkRequestHeaders(%q) = %+v; want reason %v, detail %q", tt.in, res, tt.reason, tt.detail)
+			}
+		})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,10 +41,13 @@ type Policy struct {
 	subdomains      [numSchemes]map[string]bool
 	suffixLabels    [numSchemes][2]uint64
 	maxSuffixLabels [numSchemes]int
+	// minSuffixLabels[scheme] is the fewest labels of any suffix; more than
+	// any host can have when there is none.
+	minSuffixLabels [numSchemes]int
 	// anyPort[scheme] holds port wildcards by host.
 	anyPort [numSchemes]map[string]bool
 
-	methods       map[string]struct{}
+	methodList    []string // listed methods but "*"; at most MaxMethods
 	methodsAny    bool
 	methodsHeader string // joined listed methods; "" when none
 
@@ -51,6 +55,16 @@ type Policy struct {
 	requestHeadersAny    bool
 	requestHeadersHeader string // joined listed names; "" when none
 	maxHeaderLen         int    // longest listed name
+	// requestHeaderList holds the listed names, lower case, when there are
+	// at most smallHeaderList of them (nil otherwise): scanning so few
+	// beats a map lookup.
+	requestHeaderList []string
+	// requestHeadersCanon is the listed names lower-cased, sorted and
+	// joined with ",", which is what browsers send when a script uses them
+	// all; "" when that would exceed the request limits. It is allowed as a
+	// whole, and lists "authorization" when requestHeadersCanonAuth.
+	requestHeadersCanon     string
+	requestHeadersCanonAuth bool
 
 	maxAge              string // "" when unset
 	allowPrivateNetwork bool
@@ -75,8 +89,8 @@ func Compile(c Config) (*Policy, error) {
 		allowPrivateNetwork:   c.AllowPrivateNetwork,
 		crossOriginProtection: c.CrossOriginProtection,
 		exact:                 make(map[string]bool),
-		methods:               make(map[string]struct{}),
 		requestHeaders:        make(map[string]struct{}),
+		minSuffixLabels:       [numSchemes]int{math.MaxInt, math.MaxInt},
 	}
 	p.cfg = c
 	p.cfg.Origins = compileOrigins(p, c.Origins, &errs)
@@ -193,6 +207,7 @@ func compileOrigins(p *Policy, rules []Origin, errs *errorList) []Origin {
 			n := strings.Count(pt.host, ".") + 1 // at most 127: hosts are at most 253 bytes
 			p.suffixLabels[pt.scheme][n/64] |= 1 << (n % 64)
 			p.maxSuffixLabels[pt.scheme] = max(p.maxSuffixLabels[pt.scheme], n)
+			p.minSuffixLabels[pt.scheme] = min(p.minSuffixLabels[pt.scheme], n)
 		case patternAnyPort:
 			if p.anyPort[pt.scheme] == nil {
 				p.anyPort[pt.scheme] = make(map[string]bool)
@@ -262,7 +277,7 @@ func compileMethods(p *Policy, methods []string, errs *errorList) []string {
 		if n == "*" {
 			p.methodsAny = true
 		} else {
-			p.methods[n] = struct{}{}
+			p.methodList = append(p.methodList, n)
 		}
 	}
 	p.methodsHeader = strings.Join(out, ", ")
@@ -303,8 +318,24 @@ func compileRequestHeaders(p *Policy, names []string, errs *errorList) []string 
 		p.maxHeaderLen = max(p.maxHeaderLen, len(lower))
 	}
 	p.requestHeadersHeader = strings.Join(out, ", ")
+	lower := make([]string, 0, len(p.requestHeaders))
+	for h := range p.requestHeaders {
+		lower = append(lower, h)
+	}
+	slices.Sort(lower)
+	if len(lower) <= smallHeaderList {
+		p.requestHeaderList = lower
+	}
+	if canon := strings.Join(lower, ","); len(lower) <= MaxRequestHeaders && len(canon) <= MaxRequestHeadersBytes {
+		p.requestHeadersCanon = canon
+		_, p.requestHeadersCanonAuth = p.requestHeaders["authorization"]
+	}
 	return out
 }
+
+// smallHeaderList is the most request header names that are scanned
+// rather than looked up in a map.
+const smallHeaderList = 16
 
 func compileExposedHeaders(p *Policy, names []string, errs *errorList) []string {
 	const listField = "exposed_response_headers"
