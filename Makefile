@@ -109,8 +109,8 @@ e2e: $(BIN)/grpcurl chromium ## End-to-end tests against real binaries and headl
 	go test -race -count=1 -timeout 15m ./e2e/...
 
 .PHONY: bench
-bench: ## Go benchmarks (engine, store, SDK)
-	go test -run '^$$' -bench . -benchmem -count 5 -timeout 60m ./policy/... ./store/... ./client/... | tee bench.txt
+bench: ## Go benchmarks (engine, store, SDK, server decision paths)
+	go test -run '^$$' -bench . -benchmem -count 5 -timeout 60m ./policy/... ./store/... ./client/... ./server/... | tee bench.txt
 
 .PHONY: loadtest
 loadtest: $(BIN)/ghz ## ghz against corsd and a no-op ext_authz server
