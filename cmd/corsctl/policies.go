@@ -112,15 +112,35 @@ type applyResult struct {
 }
 
 func (a *app) policiesCreateCmd() *cobra.Command {
+	return a.policyFileCmd("create", "Create the policies in FILE (YAML or JSON; - for stdin)", "created",
+		func(ctx context.Context, c *client.Client, p *corsdv1.Policy, validateOnly bool) (*corsdv1.Policy, error) {
+			resp, err := c.Policies().CreatePolicy(ctx, &corsdv1.CreatePolicyRequest{
+				PolicyId: policyID(p.GetName()), Policy: p, ValidateOnly: validateOnly,
+			})
+			return resp.GetPolicy(), err
+		})
+}
+
+func (a *app) policiesUpdateCmd() *cobra.Command {
+	return a.policyFileCmd("update", "Replace the policies in FILE; an etag in the file makes the update conditional", "updated",
+		func(ctx context.Context, c *client.Client, p *corsdv1.Policy, validateOnly bool) (*corsdv1.Policy, error) {
+			resp, err := c.Policies().UpdatePolicy(ctx, &corsdv1.UpdatePolicyRequest{Policy: p, ValidateOnly: validateOnly})
+			return resp.GetPolicy(), err
+		})
+}
+
+// policyFileCmd is a command that reads policies from -f FILE and sends
+// each through write, stopping at the first error.
+func (a *app) policyFileCmd(verb, short, done string, write func(ctx context.Context, c *client.Client, p *corsdv1.Policy, validateOnly bool) (*corsdv1.Policy, error)) *cobra.Command {
 	var file string
 	var validateOnly bool
 	cmd := &cobra.Command{
-		Use:   "create -f FILE",
-		Short: "Create the policies in FILE (YAML or JSON; - for stdin)",
+		Use:   verb + " -f FILE",
+		Short: short,
 		Args:  needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
-				return usageErrorf(cmd, "create needs -f FILE")
+				return usageErrorf(cmd, "%s needs -f FILE", verb)
 			}
 			ps, err := readPolicyFile(file, cmd.InOrStdin())
 			if err != nil {
@@ -133,13 +153,11 @@ func (a *app) policiesCreateCmd() *cobra.Command {
 			defer cancel()
 			var results []applyResult
 			for _, p := range ps {
-				resp, err := c.Policies().CreatePolicy(ctx, &corsdv1.CreatePolicyRequest{
-					PolicyId: policyID(p.GetName()), Policy: p, ValidateOnly: validateOnly,
-				})
+				stored, err := write(ctx, c, p, validateOnly)
 				if err != nil {
-					return fmt.Errorf("create %s: %w", p.GetName(), err)
+					return fmt.Errorf("%s %s: %w", verb, p.GetName(), err)
 				}
-				results = append(results, applyResult{action: validatedOr(validateOnly, "created"), policy: resp.GetPolicy()})
+				results = append(results, applyResult{action: validatedOr(validateOnly, done), policy: stored})
 			}
 			return a.printResults(results)
 		},
@@ -154,42 +172,6 @@ func validatedOr(validateOnly bool, action string) string {
 		return "is valid (dry run, nothing " + action + ")"
 	}
 	return action
-}
-
-func (a *app) policiesUpdateCmd() *cobra.Command {
-	var file string
-	var validateOnly bool
-	cmd := &cobra.Command{
-		Use:   "update -f FILE",
-		Short: "Replace the policies in FILE; an etag in the file makes the update conditional",
-		Args:  needArgs(),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if file == "" {
-				return usageErrorf(cmd, "update needs -f FILE")
-			}
-			ps, err := readPolicyFile(file, cmd.InOrStdin())
-			if err != nil {
-				return err
-			}
-			ctx, cancel, c, err := a.call(cmd)
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			var results []applyResult
-			for _, p := range ps {
-				resp, err := c.Policies().UpdatePolicy(ctx, &corsdv1.UpdatePolicyRequest{Policy: p, ValidateOnly: validateOnly})
-				if err != nil {
-					return fmt.Errorf("update %s: %w", p.GetName(), err)
-				}
-				results = append(results, applyResult{action: validatedOr(validateOnly, "updated"), policy: resp.GetPolicy()})
-			}
-			return a.printResults(results)
-		},
-	}
-	cmd.Flags().StringVarP(&file, "file", "f", "", "policy file, YAML or JSON, one policy or a list (- for stdin)")
-	cmd.Flags().BoolVar(&validateOnly, "dry-run", false, "let corsd validate the policies without storing them")
-	return cmd
 }
 
 func (a *app) policiesDeleteCmd() *cobra.Command {
