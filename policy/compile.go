@@ -285,35 +285,18 @@ func compileMethods(p *Policy, methods []string, errs *errorList) []string {
 }
 
 func compileRequestHeaders(p *Policy, names []string, errs *errorList) []string {
-	const listField = "allowed_request_headers"
-	if len(names) > MaxHeaderNames {
-		errs.add(listField, strconv.Itoa(len(names)), problemf("list fewer headers, or use \"*\"",
-			"at most %d request headers may be listed", MaxHeaderNames))
-		names = names[:MaxHeaderNames]
-	}
-	out := make([]string, 0, len(names))
-	seen := make(map[string]int, len(names))
-	for i, h := range names {
-		field := fmt.Sprintf("%s[%d]", listField, i)
-		if prob := headerNameProblem(h); prob != nil {
-			errs.add(field, h, prob)
-			continue
-		}
-		lower := strings.ToLower(h)
+	out := validHeaderNames("allowed_request_headers", "request", names, errs, func(h, lower string) *problem {
 		if isForbiddenRequestHeader(lower) {
-			errs.add(field, h, problemf("remove it", "%s is a forbidden request header: browsers set it themselves and scripts cannot", h))
-			continue
+			return problemf("remove it", "%s is a forbidden request header: browsers set it themselves and scripts cannot", h)
 		}
-		if j, dup := seen[lower]; dup {
-			errs.add(field, h, problemf("remove one of the two entries", "duplicates %s[%d] (header names are case-insensitive)", listField, j))
-			continue
-		}
-		seen[lower] = i
-		out = append(out, h)
+		return nil
+	})
+	for _, h := range out {
 		if h == "*" {
 			p.requestHeadersAny = true
 			continue
 		}
+		lower := strings.ToLower(h)
 		p.requestHeaders[lower] = struct{}{}
 		p.maxHeaderLen = max(p.maxHeaderLen, len(lower))
 	}
@@ -338,10 +321,25 @@ func compileRequestHeaders(p *Policy, names []string, errs *errorList) []string 
 const smallHeaderList = 16
 
 func compileExposedHeaders(p *Policy, names []string, errs *errorList) []string {
-	const listField = "exposed_response_headers"
+	out := validHeaderNames("exposed_response_headers", "response", names, errs, func(h, lower string) *problem {
+		if lower == "set-cookie" || lower == "set-cookie2" {
+			return problemf("remove it; if scripts need the value, send it in another header",
+				"browsers never expose %s to scripts", h)
+		}
+		return nil
+	})
+	p.exposeHeader = strings.Join(out, ", ")
+	p.exposeCredsHeader = strings.Join(slices.DeleteFunc(slices.Clone(out), func(h string) bool { return h == "*" }), ", ")
+	return out
+}
+
+// validHeaderNames returns the valid entries of the header list at
+// listField, in order, and records a problem for each entry that is
+// malformed, refused by extra, or a case-insensitive duplicate.
+func validHeaderNames(listField, kind string, names []string, errs *errorList, extra func(h, lower string) *problem) []string {
 	if len(names) > MaxHeaderNames {
 		errs.add(listField, strconv.Itoa(len(names)), problemf("list fewer headers, or use \"*\"",
-			"at most %d response headers may be listed", MaxHeaderNames))
+			"at most %d %s headers may be listed", MaxHeaderNames, kind))
 		names = names[:MaxHeaderNames]
 	}
 	out := make([]string, 0, len(names))
@@ -353,9 +351,8 @@ func compileExposedHeaders(p *Policy, names []string, errs *errorList) []string 
 			continue
 		}
 		lower := strings.ToLower(h)
-		if lower == "set-cookie" || lower == "set-cookie2" {
-			errs.add(field, h, problemf("remove it; if scripts need the value, send it in another header",
-				"browsers never expose %s to scripts", h))
+		if prob := extra(h, lower); prob != nil {
+			errs.add(field, h, prob)
 			continue
 		}
 		if j, dup := seen[lower]; dup {
@@ -365,8 +362,6 @@ func compileExposedHeaders(p *Policy, names []string, errs *errorList) []string 
 		seen[lower] = i
 		out = append(out, h)
 	}
-	p.exposeHeader = strings.Join(out, ", ")
-	p.exposeCredsHeader = strings.Join(slices.DeleteFunc(slices.Clone(out), func(h string) bool { return h == "*" }), ", ")
 	return out
 }
 
