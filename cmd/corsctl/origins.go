@@ -19,16 +19,11 @@ func (a *app) originsListCmd() *cobra.Command {
 		Short: "List the trusted origins of POLICY",
 		Args:  needArgs("POLICY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel, c, err := a.call(cmd)
+			pol, err := a.getPolicy(cmd, args[0])
 			if err != nil {
 				return err
 			}
-			defer cancel()
-			resp, err := c.Policies().GetPolicy(ctx, &corsdv1.GetPolicyRequest{Name: policyName(args[0])})
-			if err != nil {
-				return err
-			}
-			rules := resp.GetPolicy().GetOrigins()
+			rules := pol.GetOrigins()
 			if a.output == "table" {
 				return printOriginTable(a.out, rules)
 			}

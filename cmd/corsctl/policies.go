@@ -61,16 +61,11 @@ func (a *app) policiesGetCmd() *cobra.Command {
 		Short: "Show one policy (NAME is policies/{id} or {id})",
 		Args:  needArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel, c, err := a.call(cmd)
+			pol, err := a.getPolicy(cmd, args[0])
 			if err != nil {
 				return err
 			}
-			defer cancel()
-			resp, err := c.Policies().GetPolicy(ctx, &corsdv1.GetPolicyRequest{Name: policyName(args[0])})
-			if err != nil {
-				return err
-			}
-			return a.printPolicy(resp.GetPolicy())
+			return a.printPolicy(pol)
 		},
 	}
 }
@@ -142,24 +137,10 @@ func (a *app) policyFileCmd(verb, short, done string, write func(ctx context.Con
 			if file == "" {
 				return usageErrorf(cmd, "%s needs -f FILE", verb)
 			}
-			ps, err := readPolicyFile(file, cmd.InOrStdin())
-			if err != nil {
-				return err
-			}
-			ctx, cancel, c, err := a.call(cmd)
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			var results []applyResult
-			for _, p := range ps {
+			return a.writePolicies(cmd, file, verb, func(ctx context.Context, c *client.Client, p *corsdv1.Policy) (applyResult, error) {
 				stored, err := write(ctx, c, p, validateOnly)
-				if err != nil {
-					return fmt.Errorf("%s %s: %w", verb, p.GetName(), err)
-				}
-				results = append(results, applyResult{action: validatedOr(validateOnly, done), policy: stored})
-			}
-			return a.printResults(results)
+				return applyResult{action: validatedOr(validateOnly, done), policy: stored}, err
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "policy file, YAML or JSON, one policy or a list (- for stdin)")
@@ -224,6 +205,12 @@ apply fail rather than be overwritten.`,
 }
 
 func (a *app) applyFile(cmd *cobra.Command, file string) error {
+	return a.writePolicies(cmd, file, "apply", applyPolicy)
+}
+
+// writePolicies reads the policies of file and sends each through write,
+// stopping at the first error, then prints what was done.
+func (a *app) writePolicies(cmd *cobra.Command, file, verb string, write func(ctx context.Context, c *client.Client, p *corsdv1.Policy) (applyResult, error)) error {
 	ps, err := readPolicyFile(file, cmd.InOrStdin())
 	if err != nil {
 		return err
@@ -235,13 +222,24 @@ func (a *app) applyFile(cmd *cobra.Command, file string) error {
 	defer cancel()
 	var results []applyResult
 	for _, p := range ps {
-		r, err := applyPolicy(ctx, c, p)
+		r, err := write(ctx, c, p)
 		if err != nil {
-			return fmt.Errorf("apply %s: %w", p.GetName(), err)
+			return fmt.Errorf("%s %s: %w", verb, p.GetName(), err)
 		}
 		results = append(results, r)
 	}
 	return a.printResults(results)
+}
+
+// getPolicy fetches the policy named by arg (policies/{id} or {id}).
+func (a *app) getPolicy(cmd *cobra.Command, arg string) (*corsdv1.Policy, error) {
+	ctx, cancel, c, err := a.call(cmd)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	resp, err := c.Policies().GetPolicy(ctx, &corsdv1.GetPolicyRequest{Name: policyName(arg)})
+	return resp.GetPolicy(), err
 }
 
 // applyPolicy creates want if missing, updates it if it differs from the
