@@ -38,35 +38,14 @@ const (
 // gRPC errors are returned only when no decision can be made, so that Envoy
 // applies the operator's failure_mode_allow / status_on_error.
 //
-// A safe Envoy configuration: the v3 gRPC transport; allowed_headers limited
-// to the headers decisions read, so cookies and tokens never reach corsd
-// (http.method and http.host are sent regardless); a short timeout; and the
-// filter placed before authentication filters (jwt_authn, other ext_authz),
-// since preflights carry no credentials, with Envoy's own cors filter not
-// configured for the same routes:
-//
-//	http_filters:
-//	- name: envoy.filters.http.ext_authz
-//	  typed_config:
-//	    "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
-//	    transport_api_version: V3
-//	    grpc_service:
-//	      envoy_grpc: {cluster_name: corsd}
-//	      timeout: 0.05s
-//	    failure_mode_allow: false   # or true: requests pass without CORS headers when corsd is down
-//	    allowed_headers:
-//	      patterns:
-//	      - exact: origin
-//	      - exact: access-control-request-method
-//	      - exact: access-control-request-headers
-//	      - exact: access-control-request-private-network
-//	      - exact: sec-fetch-site
-//	- name: envoy.filters.http.router
-//
-// A route names its policy with
-// typed_per_filter_config."envoy.filters.http.ext_authz".check_settings
-// .context_extensions.corsd_policy: acme (or policies/acme); without it, the
-// policy is chosen by the request's host.
+// A safe Envoy configuration is examples/envoy/envoy.yaml, which a test
+// checks against Envoy's schema: the v3 gRPC transport, allowed_headers
+// limited to the headers decisions read (cookies and tokens never reach
+// corsd), a short timeout, the filter before authentication filters (a
+// preflight carries no credentials), and no Envoy cors filter on the same
+// routes. A route names its policy with check_settings.context_extensions
+// corsd_policy: acme (or policies/acme); without it, the request's host
+// selects the policy.
 type authzServer struct {
 	authv3.UnimplementedAuthorizationServer
 	d decider
