@@ -37,6 +37,7 @@ var (
 type env struct {
 	t      *testing.T
 	srv    *Server
+	gs     *grpc.Server
 	store  store.Store
 	conn   *grpc.ClientConn
 	policy corsdv1.PolicyServiceClient
@@ -99,7 +100,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 		t.Fatalf("grpc.NewClient: %v", err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	e := &env{t: t, srv: srv, store: bs, conn: conn, policy: corsdv1.NewPolicyServiceClient(conn), dec: corsdv1.NewDecisionServiceClient(conn)}
+	e := &env{t: t, srv: srv, gs: gs, store: bs, conn: conn, policy: corsdv1.NewPolicyServiceClient(conn), dec: corsdv1.NewDecisionServiceClient(conn)}
 	if !cfg.noWait {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -216,7 +216,7 @@ func (s *Server) Register(gs *grpc.Server) {
 	corsdv1.RegisterDecisionServiceServer(gs, &decisionService{s: s})
 	corsdv1.RegisterPolicyServiceServer(gs, &policyService{s: s})
 	authv3.RegisterAuthorizationServer(gs, newAuthzServer(s))
-	healthpb.RegisterHealthServer(gs, s.health)
+	healthpb.RegisterHealthServer(gs, healthService{Server: s.health, s: s})
 	reflection.Register(gs)
 }
 
@@ -284,8 +284,9 @@ func (s *Server) markReady() {
 }
 
 // Shutdown starts a graceful shutdown: health reports NOT_SERVING, /readyz
-// 503, and WatchPolicies streams end with Unavailable so that their clients
-// resume elsewhere. Calls in flight go on; stop the grpc.Server next.
+// 503, WatchPolicies streams end with Unavailable so that their clients
+// resume elsewhere, and health watches end the same way once they have
+// delivered NOT_SERVING. Calls in flight go on; stop the grpc.Server next.
 func (s *Server) Shutdown() {
 	s.shutOnce.Do(func() {
 		s.shutting.Store(true)

@@ -383,3 +383,47 @@ func FuzzDecodeChangesToken(f *testing.F) {
 		}
 	})
 }
+
+// TestShutdownEndsHealthWatches: open health watches learn NOT_SERVING and
+// then end, so GracefulStop does not wait for the shutdown timeout.
+func TestShutdownEndsHealthWatches(t *testing.T) {
+	e := newTokenEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	hc := healthpb.NewHealthClient(e.conn)
+	watch := func(service string, want healthpb.HealthCheckResponse_ServingStatus) healthpb.Health_WatchClient {
+		w, err := hc.Watch(ctx, &healthpb.HealthCheckRequest{Service: service})
+		if err != nil {
+			t.Fatalf("Watch(%q): %v", service, err)
+		}
+		if resp, err := w.Recv(); err != nil || resp.GetStatus() != want {
+			t.Fatalf("Watch(%q) first = %v, %v; want %v", service, resp.GetStatus(), err, want)
+		}
+		return w
+	}
+	known := watch("corsd.v1.DecisionService", healthpb.HealthCheckResponse_SERVING)
+	overall := watch("", healthpb.HealthCheckResponse_SERVING)
+	unknown := watch("no.such.Service", healthpb.HealthCheckResponse_SERVICE_UNKNOWN)
+
+	e.srv.Shutdown()
+	stopped := make(chan struct{})
+	go func() {
+		e.gs.GracefulStop()
+		close(stopped)
+	}()
+	for name, w := range map[string]healthpb.Health_WatchClient{"known": known, "overall": overall} {
+		if resp, err := w.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+			t.Errorf("%s watch after Shutdown = %v, %v; want NOT_SERVING", name, resp.GetStatus(), err)
+		}
+	}
+	for name, w := range map[string]healthpb.Health_WatchClient{"known": known, "overall": overall, "unknown": unknown} {
+		if _, err := w.Recv(); status.Code(err) != codes.Unavailable {
+			t.Errorf("%s watch end = %v, want Unavailable", name, err)
+		}
+	}
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		t.Fatal("GracefulStop still waits for the health watches")
+	}
+}
