@@ -89,6 +89,29 @@ func ExampleWatcher_Middleware() {
 	log.Fatal(http.ListenAndServe("127.0.0.1:8080", cors(mux)))
 }
 
+// Before a policy is enforced it runs in report-only mode; a Reporter
+// sends what the middleware would have refused to corsd, whose metrics and
+// decision log then cover every service.
+func ExampleReporter() {
+	c, err := client.Dial("127.0.0.1:8443")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	w, err := client.NewWatcher(c, []string{"policies/acme"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = w.Run(ctx) }()
+	rep := client.NewReporter(c, "checkout")
+	go func() { _ = rep.Run(ctx) }()
+
+	api := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "[]") })
+	log.Fatal(http.ListenAndServe("127.0.0.1:8080", w.Middleware("policies/acme", client.WithReporter(rep))(api)))
+}
+
 // StaticSource enforces a policy compiled in the program, with no corsd:
 // handy in tests.
 func ExampleStaticSource() {

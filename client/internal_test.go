@@ -1,6 +1,7 @@
 package client
 
 import (
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/corsd/corsd/internal/policypb"
+	"github.com/corsd/corsd/policy"
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 )
 
@@ -134,4 +136,22 @@ func FuzzDecodeCache(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestReporterHardBound: distinct reports past maxCoarseKeys, even without
+// origin, are lost and counted as such.
+func TestReporterHardBound(t *testing.T) {
+	r := NewReporter(New(nil), "svc")
+	d := policy.Decision{Policy: "policies/a", Kind: policy.KindActual, Reason: policy.ReasonOriginNotAllowed}
+	for i := range maxCoarseKeys + 10 {
+		d.Revision, d.Origin = int64(i), fmt.Sprintf("https://o%d.example", i)
+		r.record(&d, true)
+	}
+	var total int64
+	for _, n := range r.counts {
+		total += n
+	}
+	if len(r.counts) != maxCoarseKeys || total != maxCoarseKeys || r.Lost() != 10 {
+		t.Errorf("%d keys, %d counted, %d lost; want %d, %d, 10", len(r.counts), total, r.Lost(), maxCoarseKeys, maxCoarseKeys)
+	}
 }

@@ -58,6 +58,12 @@ func WithDecisionHook(hook func(r *http.Request, d *policy.Decision)) Option {
 	return func(m *middleware) { m.hook = hook }
 }
 
+// WithReporter counts every decision in rep, which sends them to corsd (see
+// Reporter).
+func WithReporter(rep *Reporter) Option {
+	return func(m *middleware) { m.reporter = rep }
+}
+
 // Middleware returns net/http middleware that enforces the policy named
 // policyName (`policies/{id}`) as src has it, deciding locally, with no
 // network call:
@@ -72,7 +78,8 @@ func WithDecisionHook(hook func(r *http.Request, d *policy.Decision)) Option {
 //     that edits them cannot affect other responses.
 //
 // In report-only mode (the policy's mode, or WithReportOnly), nothing is
-// changed: the hooks are called and the request goes on. A policy that is
+// changed: the hooks are called, the reporter (WithReporter) counts the
+// decision, and the request goes on. A policy that is
 // unknown to src decides "no policy": the request goes on untouched.
 func Middleware(policyName string, src PolicySource, opts ...Option) func(http.Handler) http.Handler {
 	m := &middleware{name: policyName, src: src}
@@ -90,6 +97,7 @@ type middleware struct {
 	reportOnly  bool
 	passThrough bool
 	hook        func(*http.Request, *policy.Decision)
+	reporter    *Reporter
 }
 
 type handler struct {
@@ -109,7 +117,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if m.hook != nil {
 		m.callHook(r, &d)
 	}
-	if m.reportOnly || d.Mode == policy.ModeReportOnly {
+	reportOnly := m.reportOnly || d.Mode == policy.ModeReportOnly
+	if m.reporter != nil {
+		m.reporter.record(&d, reportOnly)
+	}
+	if reportOnly {
 		h.next.ServeHTTP(w, r)
 		return
 	}

@@ -152,18 +152,19 @@ var scopeBits = map[Scope]scopeSet{ScopeRead: 1, ScopeWrite: 2, ScopeCheck: 4}
 // not open (openMethodPrefixes) are refused: a service registered later
 // without a rule fails closed.
 var methodScopes = map[string]Scope{
-	corsdv1.PolicyService_GetPolicy_FullMethodName:       ScopeRead,
-	corsdv1.PolicyService_ListPolicies_FullMethodName:    ScopeRead,
-	corsdv1.PolicyService_ListChanges_FullMethodName:     ScopeRead,
-	corsdv1.PolicyService_BackupDatabase_FullMethodName:  ScopeRead,
-	corsdv1.PolicyService_CreatePolicy_FullMethodName:    ScopeWrite,
-	corsdv1.PolicyService_UpdatePolicy_FullMethodName:    ScopeWrite,
-	corsdv1.PolicyService_DeletePolicy_FullMethodName:    ScopeWrite,
-	corsdv1.PolicyService_AddOrigin_FullMethodName:       ScopeWrite,
-	corsdv1.PolicyService_RemoveOrigin_FullMethodName:    ScopeWrite,
-	corsdv1.DecisionService_CheckOrigin_FullMethodName:   ScopeCheck,
-	corsdv1.DecisionService_WatchPolicies_FullMethodName: ScopeCheck,
-	authv3.Authorization_Check_FullMethodName:            ScopeCheck,
+	corsdv1.PolicyService_GetPolicy_FullMethodName:         ScopeRead,
+	corsdv1.PolicyService_ListPolicies_FullMethodName:      ScopeRead,
+	corsdv1.PolicyService_ListChanges_FullMethodName:       ScopeRead,
+	corsdv1.PolicyService_BackupDatabase_FullMethodName:    ScopeRead,
+	corsdv1.PolicyService_CreatePolicy_FullMethodName:      ScopeWrite,
+	corsdv1.PolicyService_UpdatePolicy_FullMethodName:      ScopeWrite,
+	corsdv1.PolicyService_DeletePolicy_FullMethodName:      ScopeWrite,
+	corsdv1.PolicyService_AddOrigin_FullMethodName:         ScopeWrite,
+	corsdv1.PolicyService_RemoveOrigin_FullMethodName:      ScopeWrite,
+	corsdv1.DecisionService_CheckOrigin_FullMethodName:     ScopeCheck,
+	corsdv1.DecisionService_WatchPolicies_FullMethodName:   ScopeCheck,
+	corsdv1.DecisionService_ReportDecisions_FullMethodName: ScopeCheck,
+	authv3.Authorization_Check_FullMethodName:              ScopeCheck,
 }
 
 // openMethodPrefixes need no token: health checks and reflection.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ type metrics struct {
 	reg *prometheus.Registry
 
 	decisions        *prometheus.CounterVec
+	reported         *prometheus.CounterVec
 	decisionDuration prometheus.Histogram
 	storeWrite       *prometheus.HistogramVec
 	snapshotRevision prometheus.Gauge
@@ -49,6 +51,10 @@ func newMetrics() *metrics {
 			Name: "corsd_decisions_total",
 			Help: "CORS decisions made, by policy, request kind, result (allowed or refused) and reason.",
 		}, []string{"policy", "kind", "result", "reason"}),
+		reported: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "corsd_reported_decisions_total",
+			Help: "CORS decisions that SDKs made locally and reported (ReportDecisions), by policy, request kind, result, reason and whether they were only reported (not applied).",
+		}, []string{"policy", "kind", "result", "reason", "report_only"}),
 		decisionDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "corsd_decision_duration_seconds",
 			Help: "Time to select a policy and decide one request, excluding transport; sampled: one decision in 8 is timed.",
@@ -91,7 +97,7 @@ func newMetrics() *metrics {
 		}, []string{"grpc_type", "grpc_service", "grpc_method"}),
 	}
 	m.reg.MustRegister(
-		m.decisions, m.decisionDuration, m.storeWrite, m.snapshotRevision, m.snapshotPolicies,
+		m.decisions, m.reported, m.decisionDuration, m.storeWrite, m.snapshotRevision, m.snapshotPolicies,
 		m.grpcStarted, m.grpcHandled, m.grpcDuration, m.grpcMsgSent, m.grpcMsgRecv,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -148,6 +154,17 @@ func (dc *decisionCounters) inc(d *policy.Decision) {
 	ref.c.Inc()
 }
 
+// addReported counts n reported decisions like d. Reports are batched, so
+// the label lookup is paid once per report, not per decision.
+func (m *metrics) addReported(d *policy.Decision, reportOnly bool, n int64) {
+	res := 0
+	if d.Allowed {
+		res = 1
+	}
+	m.reported.WithLabelValues(d.Policy, label(kindLabels[:], int(d.Kind)), resultLabel(res),
+		label(reasonLabels[:], int(d.Reason)), strconv.FormatBool(reportOnly)).Add(float64(n))
+}
+
 func label(tab []string, i int) string {
 	if i < len(tab) {
 		return tab[i]
@@ -165,6 +182,7 @@ func resultLabel(res int) string {
 // forget drops the series of a deleted policy.
 func (m *metrics) forget(policyName string) {
 	m.decisions.DeletePartialMatch(prometheus.Labels{"policy": policyName})
+	m.reported.DeletePartialMatch(prometheus.Labels{"policy": policyName})
 }
 
 // rpcMetrics holds the resolved collectors of one method, so that the

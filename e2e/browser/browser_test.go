@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -408,24 +409,27 @@ func (e *env) submit(t *testing.T, ctx context.Context, a api, from, path string
 
 // testReportOnly: with policies/report in report-only mode, the browser sees
 // only what the API itself answers (it trusts evil.test, not app.test), and
-// cross-origin protection refuses nothing; corsd (ext_authz path) or the
-// SDK's decision hook (SDK path, which decides locally) records the
-// refusals it would have made.
+// cross-origin protection refuses nothing. corsd records the decisions it
+// would have applied: its own on the ext_authz path; on the SDK path, which
+// decides locally, those the SDK's Reporter sent it (and the decision hook
+// saw every one).
 func (e *env) testReportOnly(t *testing.T) {
 	evil := e.origins[hostEvil]
 	pol := "policies/" + polReport
 	type series struct{ kind, result, reason string }
-	counted := []series{
-		{"actual", "refused", "origin_not_allowed"},
-		{"preflight", "refused", "origin_not_allowed"},
-		{"actual", "refused", "cross_origin_refused"},
-		{"actual", "allowed", "allowed"},
+	want := map[series]float64{
+		{"actual", "refused", "origin_not_allowed"}:    1, // evil GET
+		{"preflight", "refused", "origin_not_allowed"}: 1, // evil PUT's preflight
+		{"actual", "refused", "cross_origin_refused"}:  2, // evil PUT, evil form POST
+		{"actual", "allowed", "allowed"}:               1, // app GET
 	}
 	e.forEachAPI(t, func(t *testing.T, ctx context.Context, a api) {
-		metrics := func() map[series]float64 {
+		metrics := func(name string, extra map[string]string) map[series]float64 {
 			m := map[series]float64{}
-			for _, s := range counted {
-				v, err := e.corsd.metric(ctx, "corsd_decisions_total", map[string]string{"policy": pol, "kind": s.kind, "result": s.result, "reason": s.reason})
+			for s := range want {
+				labels := map[string]string{"policy": pol, "kind": s.kind, "result": s.result, "reason": s.reason}
+				maps.Copy(labels, extra)
+				v, err := e.corsd.metric(ctx, name, labels)
 				if err != nil {
 					t.Fatalf("scrape corsd's /metrics: %v", err)
 				}
@@ -433,7 +437,16 @@ func (e *env) testReportOnly(t *testing.T) {
 			}
 			return m
 		}
-		before := metrics()
+		delta := func(before, after map[series]float64) map[series]float64 {
+			d := map[series]float64{}
+			for s := range want {
+				d[s] = after[s] - before[s]
+			}
+			return d
+		}
+		reportedOnly := map[string]string{"report_only": "true"}
+		before := metrics("corsd_decisions_total", nil)
+		beforeReported := metrics("corsd_reported_decisions_total", reportedOnly)
 
 		_, idGet := e.run(t, ctx, a, fetchCase{
 			from: hostEvil, path: "/p/report/items", readable: true, handlerRan: true,
@@ -457,38 +470,41 @@ func (e *env) testReportOnly(t *testing.T) {
 			t.Errorf("cross-site form POST under report-only: the API ran %d times, want once", n)
 		}
 
-		after := metrics()
-		delta := map[series]float64{}
-		for _, s := range counted {
-			delta[s] = after[s] - before[s]
-		}
+		own := delta(before, metrics("corsd_decisions_total", nil))
 		switch a.name {
 		case "envoy":
-			want := map[series]float64{
-				{"actual", "refused", "origin_not_allowed"}:    1, // evil GET
-				{"preflight", "refused", "origin_not_allowed"}: 1, // evil PUT's preflight
-				{"actual", "refused", "cross_origin_refused"}:  2, // evil PUT, evil form POST
-				{"actual", "allowed", "allowed"}:               1, // app GET
+			if !maps.Equal(own, want) {
+				t.Errorf("corsd_decisions_total{policy=%q} grew by %v, want %v", pol, own, want)
 			}
-			for s, w := range want {
-				if delta[s] != w {
-					t.Errorf("corsd_decisions_total{policy=%q,kind=%q,result=%q,reason=%q} grew by %v, want %v", pol, s.kind, s.result, s.reason, delta[s], w)
-				}
-			}
-			e.checkDecisionLog(t, ctx, map[string]string{
+			e.checkLog(t, ctx, "decision", map[string]string{
 				"policy": pol, "mode": "REPORT_ONLY", "allowed": "false", "origin": evil,
 				"reason": "CROSS_ORIGIN_REFUSED", "method": "POST", "kind": "ACTUAL",
 			})
-			e.checkDecisionLog(t, ctx, map[string]string{
+			e.checkLog(t, ctx, "decision", map[string]string{
 				"policy": pol, "mode": "REPORT_ONLY", "allowed": "false", "origin": evil,
 				"reason": "ORIGIN_NOT_ALLOWED", "method": "GET", "kind": "ACTUAL",
 			})
 		case "sdk":
-			// The SDK decides locally: corsd counts nothing, the hook sees all.
-			for s, d := range delta {
+			// The SDK decides locally: corsd decided nothing itself...
+			for s, d := range own {
 				if d != 0 {
-					t.Errorf("corsd counted %v SDK decisions %+v; the SDK must decide locally", d, s)
+					t.Errorf("corsd decided %v of the SDK's requests %+v; the SDK must decide locally", d, s)
 				}
+			}
+			// ...and learns the SDK's decisions from its Reporter.
+			var reported map[series]float64
+			_ = poll(ctx, 5*time.Second, func() (bool, error) {
+				reported = delta(beforeReported, metrics("corsd_reported_decisions_total", reportedOnly))
+				return maps.Equal(reported, want), nil
+			})
+			if !maps.Equal(reported, want) {
+				t.Errorf("corsd_reported_decisions_total{policy=%q,report_only=\"true\"} grew by %v, want %v", pol, reported, want)
+			}
+			for _, reason := range []string{"CROSS_ORIGIN_REFUSED", "ORIGIN_NOT_ALLOWED"} {
+				e.checkLog(t, ctx, "reported decision", map[string]string{
+					"policy": pol, "report_only": "true", "allowed": "false", "origin": evil,
+					"reason": reason, "kind": "ACTUAL", "reporter": sdkReporter,
+				})
 			}
 			checkHook := func(id string, kind policy.Kind, reason policy.Reason) {
 				t.Helper()
@@ -507,20 +523,20 @@ func (e *env) testReportOnly(t *testing.T) {
 	})
 }
 
-// checkDecisionLog waits for a decision line with fields in corsd's log.
-func (e *env) checkDecisionLog(t *testing.T, ctx context.Context, fields map[string]string) {
+// checkLog waits for a line with message msg and fields in corsd's log.
+func (e *env) checkLog(t *testing.T, ctx context.Context, msg string, fields map[string]string) {
 	t.Helper()
 	var lines []map[string]any
 	_ = poll(ctx, 5*time.Second, func() (bool, error) {
-		lines = e.corsd.Logs().Match("decision", fields)
+		lines = e.corsd.Logs().Match(msg, fields)
 		return len(lines) > 0, nil
 	})
 	if len(lines) == 0 {
 		var recent []string
-		for _, m := range e.corsd.Logs().Match("decision", map[string]string{"policy": fields["policy"]}) {
+		for _, m := range e.corsd.Logs().Match(msg, map[string]string{"policy": fields["policy"]}) {
 			b, _ := json.Marshal(m)
 			recent = append(recent, string(b))
 		}
-		t.Errorf("corsd logged no decision with %v; its decisions for %s:\n%s", fields, fields["policy"], strings.Join(recent, "\n"))
+		t.Errorf("corsd logged no %q with %v; its %q lines for %s:\n%s", msg, fields, msg, fields["policy"], strings.Join(recent, "\n"))
 	}
 }

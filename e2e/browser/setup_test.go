@@ -167,6 +167,9 @@ func (e *env) createPolicies(t *testing.T) {
 	}
 }
 
+// sdkReporter is the name the SDK API reports its decisions under.
+const sdkReporter = "browser-suite-sdk-api"
+
 // startSDKAPI serves the API as api.test behind the SDK: a Watcher of
 // corsd's policies and its middleware on each policy's paths.
 func (e *env) startSDKAPI(t *testing.T, cert tls.Certificate) api {
@@ -199,10 +202,22 @@ func (e *env) startSDKAPI(t *testing.T, cert tls.Certificate) api {
 		t.Fatalf("the SDK watcher got no snapshot within %v: %v", startTimeout, err)
 	}
 
+	// The Reporter sends the SDK's decisions to corsd; a short interval
+	// keeps the report-only case quick.
+	rep := client.NewReporter(c, sdkReporter, client.WithReportInterval(50*time.Millisecond))
+	rdone := make(chan error, 1)
+	go func() { rdone <- rep.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-rdone; err != nil {
+			t.Errorf("Reporter.Run: %v", err)
+		}
+	})
+
 	h := &apiHandler{name: "sdk", j: e.j, ownOrigin: e.origins[hostEvil]}
 	mux := http.NewServeMux()
 	for i, id := range policyIDs {
-		mux.Handle("/p/"+id+"/", w.Middleware(names[i], client.WithDecisionHook(e.j.decisionHook))(h))
+		mux.Handle("/p/"+id+"/", w.Middleware(names[i], client.WithDecisionHook(e.j.decisionHook), client.WithReporter(rep))(h))
 	}
 	mux.Handle("/", h)
 	s := startTLS(t, cert, e.j.accessLog("sdk", mux))

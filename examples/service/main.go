@@ -90,6 +90,18 @@ func run() error {
 		return err
 	}
 	go func() { _ = w.Run(ctx) }()
+	// Report-only decisions go to corsd, where an operator sees what
+	// enforcing the policy would refuse.
+	rep := client.NewReporter(c, "example-service", client.WithReportLogger(log))
+	reported := make(chan struct{})
+	go func() {
+		defer close(reported)
+		_ = rep.Run(ctx)
+	}()
+	defer func() {
+		stop() // Run sends what is left, then returns
+		<-reported
+	}()
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /items", func(rw http.ResponseWriter, _ *http.Request) {
@@ -119,7 +131,7 @@ func run() error {
 	// above matches.
 	srv := &http.Server{
 		Addr:              *listen,
-		Handler:           w.Middleware(*policyName, logRefusals)(mux),
+		Handler:           w.Middleware(*policyName, logRefusals, client.WithReporter(rep))(mux),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go func() {

@@ -714,6 +714,238 @@ func (x *WatchPoliciesResponse) GetPolicy() *Policy {
 	return nil
 }
 
+// ReportDecisionsRequest is the request of ReportDecisions.
+type ReportDecisionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Who decided, for the decision log: a service or instance name. At most
+	// 128 bytes of printable ASCII; may be empty.
+	Reporter string `protobuf:"bytes,1,opt,name=reporter,proto3" json:"reporter,omitempty"`
+	// The reports, at most 1000.
+	Reports       []*DecisionReport `protobuf:"bytes,2,rep,name=reports,proto3" json:"reports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportDecisionsRequest) Reset() {
+	*x = ReportDecisionsRequest{}
+	mi := &file_corsd_v1_decision_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportDecisionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportDecisionsRequest) ProtoMessage() {}
+
+func (x *ReportDecisionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_corsd_v1_decision_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportDecisionsRequest.ProtoReflect.Descriptor instead.
+func (*ReportDecisionsRequest) Descriptor() ([]byte, []int) {
+	return file_corsd_v1_decision_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ReportDecisionsRequest) GetReporter() string {
+	if x != nil {
+		return x.Reporter
+	}
+	return ""
+}
+
+func (x *ReportDecisionsRequest) GetReports() []*DecisionReport {
+	if x != nil {
+		return x.Reports
+	}
+	return nil
+}
+
+// DecisionReport counts identical decisions.
+type DecisionReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy that decided, `policies/{id}`.
+	Policy string `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	// Revision of that policy.
+	PolicyRevision int64 `protobuf:"varint,2,opt,name=policy_revision,json=policyRevision,proto3" json:"policy_revision,omitempty"`
+	// What kind of request it decided; not DECISION_KIND_UNSPECIFIED.
+	Kind DecisionKind `protobuf:"varint,3,opt,name=kind,proto3,enum=corsd.v1.DecisionKind" json:"kind,omitempty"`
+	// Whether the request was allowed.
+	Allowed bool `protobuf:"varint,4,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	// Machine-readable cause; not REASON_UNSPECIFIED.
+	Reason Reason `protobuf:"varint,5,opt,name=reason,proto3,enum=corsd.v1.Reason" json:"reason,omitempty"`
+	// The request's Origin, at most 1024 bytes; empty when the reporter left
+	// it out (it keeps a bounded number of distinct origins).
+	Origin string `protobuf:"bytes,6,opt,name=origin,proto3" json:"origin,omitempty"`
+	// The refused method or request header name, at most 256 bytes; empty
+	// for other reasons.
+	Detail string `protobuf:"bytes,7,opt,name=detail,proto3" json:"detail,omitempty"`
+	// The decision was not applied: the policy is report-only or the
+	// reporter runs in report-only mode.
+	ReportOnly bool `protobuf:"varint,8,opt,name=report_only,json=reportOnly,proto3" json:"report_only,omitempty"`
+	// How many requests got this decision: 1 to 1,000,000,000.
+	Count         int64 `protobuf:"varint,9,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecisionReport) Reset() {
+	*x = DecisionReport{}
+	mi := &file_corsd_v1_decision_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecisionReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecisionReport) ProtoMessage() {}
+
+func (x *DecisionReport) ProtoReflect() protoreflect.Message {
+	mi := &file_corsd_v1_decision_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecisionReport.ProtoReflect.Descriptor instead.
+func (*DecisionReport) Descriptor() ([]byte, []int) {
+	return file_corsd_v1_decision_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *DecisionReport) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+func (x *DecisionReport) GetPolicyRevision() int64 {
+	if x != nil {
+		return x.PolicyRevision
+	}
+	return 0
+}
+
+func (x *DecisionReport) GetKind() DecisionKind {
+	if x != nil {
+		return x.Kind
+	}
+	return DecisionKind_DECISION_KIND_UNSPECIFIED
+}
+
+func (x *DecisionReport) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *DecisionReport) GetReason() Reason {
+	if x != nil {
+		return x.Reason
+	}
+	return Reason_REASON_UNSPECIFIED
+}
+
+func (x *DecisionReport) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *DecisionReport) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *DecisionReport) GetReportOnly() bool {
+	if x != nil {
+		return x.ReportOnly
+	}
+	return false
+}
+
+func (x *DecisionReport) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// ReportDecisionsResponse is the response of ReportDecisions.
+type ReportDecisionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Reports recorded.
+	Recorded int32 `protobuf:"varint,1,opt,name=recorded,proto3" json:"recorded,omitempty"`
+	// Reports dropped because corsd has no policy of that name.
+	Dropped       int32 `protobuf:"varint,2,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportDecisionsResponse) Reset() {
+	*x = ReportDecisionsResponse{}
+	mi := &file_corsd_v1_decision_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportDecisionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportDecisionsResponse) ProtoMessage() {}
+
+func (x *ReportDecisionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_corsd_v1_decision_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportDecisionsResponse.ProtoReflect.Descriptor instead.
+func (*ReportDecisionsResponse) Descriptor() ([]byte, []int) {
+	return file_corsd_v1_decision_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReportDecisionsResponse) GetRecorded() int32 {
+	if x != nil {
+		return x.Recorded
+	}
+	return 0
+}
+
+func (x *ReportDecisionsResponse) GetDropped() int32 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
 var File_corsd_v1_decision_service_proto protoreflect.FileDescriptor
 
 const file_corsd_v1_decision_service_proto_rawDesc = "" +
@@ -751,7 +983,24 @@ const file_corsd_v1_decision_service_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\x0e2\x18.corsd.v1.WatchEventTypeR\x04type\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12(\n" +
-	"\x06policy\x18\x04 \x01(\v2\x10.corsd.v1.PolicyR\x06policy*\x80\x01\n" +
+	"\x06policy\x18\x04 \x01(\v2\x10.corsd.v1.PolicyR\x06policy\"h\n" +
+	"\x16ReportDecisionsRequest\x12\x1a\n" +
+	"\breporter\x18\x01 \x01(\tR\breporter\x122\n" +
+	"\areports\x18\x02 \x03(\v2\x18.corsd.v1.DecisionReportR\areports\"\xa8\x02\n" +
+	"\x0eDecisionReport\x12\x16\n" +
+	"\x06policy\x18\x01 \x01(\tR\x06policy\x12'\n" +
+	"\x0fpolicy_revision\x18\x02 \x01(\x03R\x0epolicyRevision\x12*\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x16.corsd.v1.DecisionKindR\x04kind\x12\x18\n" +
+	"\aallowed\x18\x04 \x01(\bR\aallowed\x12(\n" +
+	"\x06reason\x18\x05 \x01(\x0e2\x10.corsd.v1.ReasonR\x06reason\x12\x16\n" +
+	"\x06origin\x18\x06 \x01(\tR\x06origin\x12\x16\n" +
+	"\x06detail\x18\a \x01(\tR\x06detail\x12\x1f\n" +
+	"\vreport_only\x18\b \x01(\bR\n" +
+	"reportOnly\x12\x14\n" +
+	"\x05count\x18\t \x01(\x03R\x05count\"O\n" +
+	"\x17ReportDecisionsResponse\x12\x1a\n" +
+	"\brecorded\x18\x01 \x01(\x05R\brecorded\x12\x18\n" +
+	"\adropped\x18\x02 \x01(\x05R\adropped*\x80\x01\n" +
 	"\fDecisionKind\x12\x1d\n" +
 	"\x19DECISION_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17DECISION_KIND_PREFLIGHT\x10\x01\x12\x18\n" +
@@ -778,10 +1027,11 @@ const file_corsd_v1_decision_service_proto_rawDesc = "" +
 	"\x17WATCH_EVENT_TYPE_SYNCED\x10\x02\x12\x18\n" +
 	"\x14WATCH_EVENT_TYPE_PUT\x10\x03\x12\x1b\n" +
 	"\x17WATCH_EVENT_TYPE_DELETE\x10\x04\x12\x1d\n" +
-	"\x19WATCH_EVENT_TYPE_PROGRESS\x10\x052\xb1\x01\n" +
+	"\x19WATCH_EVENT_TYPE_PROGRESS\x10\x052\x89\x02\n" +
 	"\x0fDecisionService\x12J\n" +
 	"\vCheckOrigin\x12\x1c.corsd.v1.CheckOriginRequest\x1a\x1d.corsd.v1.CheckOriginResponse\x12R\n" +
-	"\rWatchPolicies\x12\x1e.corsd.v1.WatchPoliciesRequest\x1a\x1f.corsd.v1.WatchPoliciesResponse0\x01B/Z-github.com/corsd/corsd/proto/corsd/v1;corsdv1b\x06proto3"
+	"\rWatchPolicies\x12\x1e.corsd.v1.WatchPoliciesRequest\x1a\x1f.corsd.v1.WatchPoliciesResponse0\x01\x12V\n" +
+	"\x0fReportDecisions\x12 .corsd.v1.ReportDecisionsRequest\x1a!.corsd.v1.ReportDecisionsResponseB/Z-github.com/corsd/corsd/proto/corsd/v1;corsdv1b\x06proto3"
 
 var (
 	file_corsd_v1_decision_service_proto_rawDescOnce sync.Once
@@ -796,37 +1046,45 @@ func file_corsd_v1_decision_service_proto_rawDescGZIP() []byte {
 }
 
 var file_corsd_v1_decision_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_corsd_v1_decision_service_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_corsd_v1_decision_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_corsd_v1_decision_service_proto_goTypes = []any{
-	(DecisionKind)(0),             // 0: corsd.v1.DecisionKind
-	(Reason)(0),                   // 1: corsd.v1.Reason
-	(WatchEventType)(0),           // 2: corsd.v1.WatchEventType
-	(*CheckOriginRequest)(nil),    // 3: corsd.v1.CheckOriginRequest
-	(*CheckOriginResponse)(nil),   // 4: corsd.v1.CheckOriginResponse
-	(*Header)(nil),                // 5: corsd.v1.Header
-	(*Decision)(nil),              // 6: corsd.v1.Decision
-	(*WatchPoliciesRequest)(nil),  // 7: corsd.v1.WatchPoliciesRequest
-	(*WatchPoliciesResponse)(nil), // 8: corsd.v1.WatchPoliciesResponse
-	(Mode)(0),                     // 9: corsd.v1.Mode
-	(*Policy)(nil),                // 10: corsd.v1.Policy
+	(DecisionKind)(0),               // 0: corsd.v1.DecisionKind
+	(Reason)(0),                     // 1: corsd.v1.Reason
+	(WatchEventType)(0),             // 2: corsd.v1.WatchEventType
+	(*CheckOriginRequest)(nil),      // 3: corsd.v1.CheckOriginRequest
+	(*CheckOriginResponse)(nil),     // 4: corsd.v1.CheckOriginResponse
+	(*Header)(nil),                  // 5: corsd.v1.Header
+	(*Decision)(nil),                // 6: corsd.v1.Decision
+	(*WatchPoliciesRequest)(nil),    // 7: corsd.v1.WatchPoliciesRequest
+	(*WatchPoliciesResponse)(nil),   // 8: corsd.v1.WatchPoliciesResponse
+	(*ReportDecisionsRequest)(nil),  // 9: corsd.v1.ReportDecisionsRequest
+	(*DecisionReport)(nil),          // 10: corsd.v1.DecisionReport
+	(*ReportDecisionsResponse)(nil), // 11: corsd.v1.ReportDecisionsResponse
+	(Mode)(0),                       // 12: corsd.v1.Mode
+	(*Policy)(nil),                  // 13: corsd.v1.Policy
 }
 var file_corsd_v1_decision_service_proto_depIdxs = []int32{
 	6,  // 0: corsd.v1.CheckOriginResponse.decision:type_name -> corsd.v1.Decision
 	0,  // 1: corsd.v1.Decision.kind:type_name -> corsd.v1.DecisionKind
 	5,  // 2: corsd.v1.Decision.response_headers:type_name -> corsd.v1.Header
 	1,  // 3: corsd.v1.Decision.reason:type_name -> corsd.v1.Reason
-	9,  // 4: corsd.v1.Decision.mode:type_name -> corsd.v1.Mode
+	12, // 4: corsd.v1.Decision.mode:type_name -> corsd.v1.Mode
 	2,  // 5: corsd.v1.WatchPoliciesResponse.type:type_name -> corsd.v1.WatchEventType
-	10, // 6: corsd.v1.WatchPoliciesResponse.policy:type_name -> corsd.v1.Policy
-	3,  // 7: corsd.v1.DecisionService.CheckOrigin:input_type -> corsd.v1.CheckOriginRequest
-	7,  // 8: corsd.v1.DecisionService.WatchPolicies:input_type -> corsd.v1.WatchPoliciesRequest
-	4,  // 9: corsd.v1.DecisionService.CheckOrigin:output_type -> corsd.v1.CheckOriginResponse
-	8,  // 10: corsd.v1.DecisionService.WatchPolicies:output_type -> corsd.v1.WatchPoliciesResponse
-	9,  // [9:11] is the sub-list for method output_type
-	7,  // [7:9] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	13, // 6: corsd.v1.WatchPoliciesResponse.policy:type_name -> corsd.v1.Policy
+	10, // 7: corsd.v1.ReportDecisionsRequest.reports:type_name -> corsd.v1.DecisionReport
+	0,  // 8: corsd.v1.DecisionReport.kind:type_name -> corsd.v1.DecisionKind
+	1,  // 9: corsd.v1.DecisionReport.reason:type_name -> corsd.v1.Reason
+	3,  // 10: corsd.v1.DecisionService.CheckOrigin:input_type -> corsd.v1.CheckOriginRequest
+	7,  // 11: corsd.v1.DecisionService.WatchPolicies:input_type -> corsd.v1.WatchPoliciesRequest
+	9,  // 12: corsd.v1.DecisionService.ReportDecisions:input_type -> corsd.v1.ReportDecisionsRequest
+	4,  // 13: corsd.v1.DecisionService.CheckOrigin:output_type -> corsd.v1.CheckOriginResponse
+	8,  // 14: corsd.v1.DecisionService.WatchPolicies:output_type -> corsd.v1.WatchPoliciesResponse
+	11, // 15: corsd.v1.DecisionService.ReportDecisions:output_type -> corsd.v1.ReportDecisionsResponse
+	13, // [13:16] is the sub-list for method output_type
+	10, // [10:13] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_corsd_v1_decision_service_proto_init() }
@@ -841,7 +1099,7 @@ func file_corsd_v1_decision_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_corsd_v1_decision_service_proto_rawDesc), len(file_corsd_v1_decision_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

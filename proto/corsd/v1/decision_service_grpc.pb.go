@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	DecisionService_CheckOrigin_FullMethodName   = "/corsd.v1.DecisionService/CheckOrigin"
-	DecisionService_WatchPolicies_FullMethodName = "/corsd.v1.DecisionService/WatchPolicies"
+	DecisionService_CheckOrigin_FullMethodName     = "/corsd.v1.DecisionService/CheckOrigin"
+	DecisionService_WatchPolicies_FullMethodName   = "/corsd.v1.DecisionService/WatchPolicies"
+	DecisionService_ReportDecisions_FullMethodName = "/corsd.v1.DecisionService/ReportDecisions"
 )
 
 // DecisionServiceClient is the client API for DecisionService service.
@@ -38,6 +39,13 @@ type DecisionServiceClient interface {
 	// every change, in revision order. Resumable from a revision; fails with
 	// OUT_OF_RANGE when that revision was compacted (resync from 0).
 	WatchPolicies(ctx context.Context, in *WatchPoliciesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchPoliciesResponse], error)
+	// ReportDecisions records decisions that an enforcement point made by
+	// itself (the Go SDK, deciding from its local snapshot) in corsd's
+	// metrics (`corsd_reported_decisions_total`) and decision log, so that a
+	// report-only policy can be judged in one place before it is enforced.
+	// Reports are counts that the reporter aggregated. Reports of a policy
+	// that corsd does not have are dropped and counted in the response.
+	ReportDecisions(ctx context.Context, in *ReportDecisionsRequest, opts ...grpc.CallOption) (*ReportDecisionsResponse, error)
 }
 
 type decisionServiceClient struct {
@@ -77,6 +85,16 @@ func (c *decisionServiceClient) WatchPolicies(ctx context.Context, in *WatchPoli
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type DecisionService_WatchPoliciesClient = grpc.ServerStreamingClient[WatchPoliciesResponse]
 
+func (c *decisionServiceClient) ReportDecisions(ctx context.Context, in *ReportDecisionsRequest, opts ...grpc.CallOption) (*ReportDecisionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportDecisionsResponse)
+	err := c.cc.Invoke(ctx, DecisionService_ReportDecisions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DecisionServiceServer is the server API for DecisionService service.
 // All implementations must embed UnimplementedDecisionServiceServer
 // for forward compatibility.
@@ -92,6 +110,13 @@ type DecisionServiceServer interface {
 	// every change, in revision order. Resumable from a revision; fails with
 	// OUT_OF_RANGE when that revision was compacted (resync from 0).
 	WatchPolicies(*WatchPoliciesRequest, grpc.ServerStreamingServer[WatchPoliciesResponse]) error
+	// ReportDecisions records decisions that an enforcement point made by
+	// itself (the Go SDK, deciding from its local snapshot) in corsd's
+	// metrics (`corsd_reported_decisions_total`) and decision log, so that a
+	// report-only policy can be judged in one place before it is enforced.
+	// Reports are counts that the reporter aggregated. Reports of a policy
+	// that corsd does not have are dropped and counted in the response.
+	ReportDecisions(context.Context, *ReportDecisionsRequest) (*ReportDecisionsResponse, error)
 	mustEmbedUnimplementedDecisionServiceServer()
 }
 
@@ -107,6 +132,9 @@ func (UnimplementedDecisionServiceServer) CheckOrigin(context.Context, *CheckOri
 }
 func (UnimplementedDecisionServiceServer) WatchPolicies(*WatchPoliciesRequest, grpc.ServerStreamingServer[WatchPoliciesResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchPolicies not implemented")
+}
+func (UnimplementedDecisionServiceServer) ReportDecisions(context.Context, *ReportDecisionsRequest) (*ReportDecisionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportDecisions not implemented")
 }
 func (UnimplementedDecisionServiceServer) mustEmbedUnimplementedDecisionServiceServer() {}
 func (UnimplementedDecisionServiceServer) testEmbeddedByValue()                         {}
@@ -158,6 +186,24 @@ func _DecisionService_WatchPolicies_Handler(srv interface{}, stream grpc.ServerS
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type DecisionService_WatchPoliciesServer = grpc.ServerStreamingServer[WatchPoliciesResponse]
 
+func _DecisionService_ReportDecisions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportDecisionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DecisionServiceServer).ReportDecisions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DecisionService_ReportDecisions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DecisionServiceServer).ReportDecisions(ctx, req.(*ReportDecisionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DecisionService_ServiceDesc is the grpc.ServiceDesc for DecisionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -168,6 +214,10 @@ var DecisionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CheckOrigin",
 			Handler:    _DecisionService_CheckOrigin_Handler,
+		},
+		{
+			MethodName: "ReportDecisions",
+			Handler:    _DecisionService_ReportDecisions_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,211 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/corsd/corsd/policy"
+	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
+)
+
+// Limits: corsd accepts maxReportsPerCall reports per call and these
+// lengths. Past maxReportKeys distinct reports, new ones lose their origin
+// and detail; past maxCoarseKeys, decisions are lost.
+const (
+	maxReportsPerCall  = 1000
+	maxReportKeys      = 1000
+	maxCoarseKeys      = 2000
+	maxReportedOrigin  = policy.MaxPatternLength
+	maxReportedDetail  = 256
+	finalReportTimeout = 5 * time.Second
+)
+
+// Reporter sends a service's local decisions to corsd (ReportDecisions) so
+// that corsd's metrics (`corsd_reported_decisions_total`) and decision log
+// show them beside its own: that is where an operator judges a report-only
+// policy before enforcing it. Decisions are counted in memory and sent
+// every interval, so the cost per request is one map update; what a failed
+// send could not deliver is kept for the next one, within a bound.
+//
+// Give it to Middleware with WithReporter and call Run. By default only
+// decisions that were not applied (report-only) are sent; see
+// WithReportEnforced. Decisions without a policy and non-CORS requests
+// (other than those cross-origin protection refused) are never sent.
+type Reporter struct {
+	c       *Client
+	name    string
+	cfg     reportConfig
+	running atomic.Bool
+	lost    atomic.Int64
+
+	mu     sync.Mutex
+	counts map[reportKey]int64
+}
+
+// reportKey is what makes two decisions the same report.
+type reportKey struct {
+	policy     string
+	revision   int64
+	kind       policy.Kind
+	reason     policy.Reason
+	allowed    bool
+	reportOnly bool
+	origin     string
+	detail     string
+}
+
+// ReportOption configures a Reporter.
+type ReportOption func(*reportConfig)
+
+type reportConfig struct {
+	interval time.Duration
+	enforced bool
+	logger   *slog.Logger
+}
+
+// WithReportInterval sets how often counts are sent (default 10s).
+func WithReportInterval(d time.Duration) ReportOption {
+	return func(c *reportConfig) {
+		if d > 0 {
+			c.interval = d
+		}
+	}
+}
+
+// WithReportEnforced also sends the decisions that were applied.
+func WithReportEnforced() ReportOption {
+	return func(c *reportConfig) { c.enforced = true }
+}
+
+// WithReportLogger sets the logger for failed sends (default slog.Default).
+func WithReportLogger(l *slog.Logger) ReportOption {
+	return func(c *reportConfig) { c.logger = l }
+}
+
+// NewReporter returns a Reporter that sends to corsd through c, naming
+// itself reporter (a service or instance name, at most 128 bytes of
+// printable ASCII) in corsd's decision log.
+func NewReporter(c *Client, reporter string, opts ...ReportOption) *Reporter {
+	cfg := reportConfig{interval: 10 * time.Second, logger: slog.Default()}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return &Reporter{c: c, name: reporter, cfg: cfg, counts: make(map[reportKey]int64)}
+}
+
+// Lost returns how many decisions were not counted because too many
+// distinct ones waited to be sent (origin and detail are dropped first, so
+// this takes thousands of policies, revisions or reasons).
+func (r *Reporter) Lost() int64 { return r.lost.Load() }
+
+// record counts d; reportOnly says the middleware did not apply it.
+func (r *Reporter) record(d *policy.Decision, reportOnly bool) {
+	if (!reportOnly && !r.cfg.enforced) || d.Policy == "" || (d.Kind == policy.KindNotCORS && d.Reason != policy.ReasonCrossOriginRefused) {
+		return
+	}
+	k := reportKey{
+		policy: d.Policy, revision: d.Revision, kind: d.Kind, reason: d.Reason,
+		allowed: d.Allowed, reportOnly: reportOnly, origin: d.Origin, detail: d.Detail,
+	}
+	if len(k.origin) > maxReportedOrigin {
+		k.origin = ""
+	}
+	if len(k.detail) > maxReportedDetail {
+		k.detail = ""
+	}
+	r.mu.Lock()
+	ok := r.addLocked(k, 1)
+	r.mu.Unlock()
+	if !ok {
+		r.lost.Add(1)
+	}
+}
+
+// addLocked adds n to k's count. Past maxReportKeys a new key loses its
+// origin and detail (the parts a client chooses freely) and joins that
+// coarser count, which may be new itself up to maxCoarseKeys.
+func (r *Reporter) addLocked(k reportKey, n int64) bool {
+	if _, ok := r.counts[k]; !ok && len(r.counts) >= maxReportKeys {
+		k.origin, k.detail = "", ""
+		if _, ok := r.counts[k]; !ok && len(r.counts) >= maxCoarseKeys {
+			return false
+		}
+	}
+	r.counts[k] += n
+	return true
+}
+
+// Run sends the counts every interval until ctx ends, then sends what is
+// left (bounded by a few seconds) and returns nil. It returns an error at
+// once if another Run of r is in progress.
+func (r *Reporter) Run(ctx context.Context) error {
+	if !r.running.CompareAndSwap(false, true) {
+		return errors.New("client: Reporter.Run is already running")
+	}
+	defer r.running.Store(false)
+	t := time.NewTicker(r.cfg.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if err := r.Flush(ctx); err != nil && ctx.Err() == nil {
+				r.cfg.logger.WarnContext(ctx, "client: reporting decisions to corsd failed; will retry", "err", err)
+			}
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalReportTimeout)
+			err := r.Flush(fctx)
+			cancel()
+			if err != nil {
+				r.cfg.logger.WarnContext(ctx, "client: final report of decisions to corsd failed", "err", err, "lost", r.Lost())
+			}
+			return nil
+		}
+	}
+}
+
+// Flush sends the counts now. On failure they are kept for the next send.
+func (r *Reporter) Flush(ctx context.Context) error {
+	r.mu.Lock()
+	if len(r.counts) == 0 {
+		r.mu.Unlock()
+		return nil
+	}
+	pending := r.counts
+	r.counts = make(map[reportKey]int64, len(pending))
+	r.mu.Unlock()
+
+	keys := make([]reportKey, 0, len(pending))
+	reports := make([]*corsdv1.DecisionReport, 0, len(pending))
+	for k, n := range pending {
+		keys = append(keys, k)
+		reports = append(reports, &corsdv1.DecisionReport{
+			Policy: k.policy, PolicyRevision: k.revision,
+			Kind: corsdv1.DecisionKind(k.kind), Allowed: k.allowed, Reason: corsdv1.Reason(k.reason),
+			Origin: k.origin, Detail: k.detail, ReportOnly: k.reportOnly, Count: n,
+		})
+	}
+	for sent := 0; sent < len(reports); {
+		chunk := reports[sent:min(len(reports), sent+maxReportsPerCall)]
+		if _, err := r.c.decisions.ReportDecisions(ctx, &corsdv1.ReportDecisionsRequest{Reporter: r.name, Reports: chunk}); err != nil {
+			r.keep(keys[sent:], pending)
+			return err
+		}
+		sent += len(chunk)
+	}
+	return nil
+}
+
+// keep puts back the counts of keys that could not be sent.
+func (r *Reporter) keep(keys []reportKey, counts map[reportKey]int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, k := range keys {
+		if !r.addLocked(k, counts[k]) {
+			r.lost.Add(counts[k])
+		}
+	}
+}

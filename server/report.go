@@ -1,0 +1,145 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/corsd/corsd/policy"
+	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
+	"github.com/corsd/corsd/store"
+)
+
+// Limits of one ReportDecisions call, as the API documents them.
+const (
+	maxReports         = 1000
+	maxReporterLen     = 128
+	maxReportDetailLen = 256
+	maxReportCount     = 1_000_000_000
+)
+
+// ReportDecisions records decisions that an SDK made locally.
+func (d *decisionService) ReportDecisions(ctx context.Context, req *corsdv1.ReportDecisionsRequest) (*corsdv1.ReportDecisionsResponse, error) {
+	resp, err := d.s.recordReports(ctx, req)
+	return resp, toStatus(ctx, err)
+}
+
+func (s *Server) recordReports(ctx context.Context, req *corsdv1.ReportDecisionsRequest) (*corsdv1.ReportDecisionsResponse, error) {
+	if err := checkReports(req); err != nil {
+		return nil, err
+	}
+	snap := s.live.cur.Load()
+	if snap == nil {
+		return nil, status.Error(codes.Unavailable, errNotReady.Error())
+	}
+	caller := store.Actor(ctx)
+	resp := &corsdv1.ReportDecisionsResponse{}
+	for _, r := range req.GetReports() {
+		// A policy deleted since the reporter decided: its series are gone
+		// and must not come back.
+		if snap.byName[r.GetPolicy()] == nil {
+			resp.Dropped++
+			continue
+		}
+		d := policy.Decision{
+			Kind:     policy.Kind(enumByte(int32(r.GetKind()))),
+			Allowed:  r.GetAllowed(),
+			Reason:   policy.Reason(enumByte(int32(r.GetReason()))),
+			Origin:   r.GetOrigin(),
+			Detail:   r.GetDetail(),
+			Policy:   r.GetPolicy(),
+			Revision: r.GetPolicyRevision(),
+		}
+		if r.GetReportOnly() {
+			d.Mode = policy.ModeReportOnly
+		}
+		s.metrics.addReported(&d, r.GetReportOnly(), r.GetCount())
+		// The same rule as for corsd's own decisions: report-only refusals
+		// are what report-only mode is for.
+		if s.opts.logDecisions || (r.GetReportOnly() && !d.Allowed && d.Kind != policy.KindNotCORS) {
+			s.log.LogAttrs(ctx, slog.LevelInfo, "reported decision",
+				slog.String("reporter", req.GetReporter()),
+				slog.String("caller", caller),
+				slog.String("policy", d.Policy),
+				slog.Int64("policy_revision", d.Revision),
+				slog.Bool("report_only", r.GetReportOnly()),
+				slog.String("kind", d.Kind.String()),
+				slog.Bool("allowed", d.Allowed),
+				slog.String("reason", d.Reason.String()),
+				slog.String("message", d.Message()),
+				slog.String("origin", d.Origin),
+				slog.Int64("count", r.GetCount()),
+			)
+		}
+		resp.Recorded++
+	}
+	return resp, nil
+}
+
+// checkReports validates a whole ReportDecisions request, one violation
+// per problem.
+func checkReports(req *corsdv1.ReportDecisionsRequest) error {
+	e := &badRequestError{}
+	add := func(field, format string, args ...any) {
+		e.violations = append(e.violations, violation{field: field, description: fmt.Sprintf(format, args...)})
+	}
+	if rep := req.GetReporter(); len(rep) > maxReporterLen || !printableASCII(rep) {
+		add("reporter", "must be at most %d bytes of printable ASCII; use a service or instance name", maxReporterLen)
+	}
+	reports := req.GetReports()
+	if len(reports) > maxReports {
+		add("reports", "has %d entries, more than the limit of %d; send them in several calls", len(reports), maxReports)
+		return e
+	}
+	for i, r := range reports {
+		field := func(name string) string { return fmt.Sprintf("reports[%d].%s", i, name) }
+		var bad *badRequestError
+		if err := checkName(field("policy"), r.GetPolicy()); errors.As(err, &bad) {
+			e.violations = append(e.violations, bad.violations...)
+		}
+		if r.GetPolicyRevision() < 0 {
+			add(field("policy_revision"), "is %d; revisions are not negative", r.GetPolicyRevision())
+		}
+		if k := r.GetKind(); k == corsdv1.DecisionKind_DECISION_KIND_UNSPECIFIED || corsdv1.DecisionKind_name[int32(k)] == "" {
+			add(field("kind"), "is %v; use DECISION_KIND_PREFLIGHT, DECISION_KIND_ACTUAL or DECISION_KIND_NOT_CORS", k)
+		}
+		if rs := r.GetReason(); rs == corsdv1.Reason_REASON_UNSPECIFIED || corsdv1.Reason_name[int32(rs)] == "" {
+			add(field("reason"), "is %v; use the decision's reason", rs)
+		}
+		if len(r.GetOrigin()) > policy.MaxPatternLength {
+			add(field("origin"), "is %d bytes long, more than the limit of %d; leave it empty", len(r.GetOrigin()), policy.MaxPatternLength)
+		}
+		if len(r.GetDetail()) > maxReportDetailLen {
+			add(field("detail"), "is %d bytes long, more than the limit of %d; leave it empty", len(r.GetDetail()), maxReportDetailLen)
+		}
+		if c := r.GetCount(); c < 1 || c > maxReportCount {
+			add(field("count"), "is %d; it must be 1 to %d", c, maxReportCount)
+		}
+	}
+	if len(e.violations) > 0 {
+		return e
+	}
+	return nil
+}
+
+// enumByte narrows a validated enum value to the engine's uint8 types.
+func enumByte(v int32) uint8 {
+	if v < 0 || v > math.MaxUint8 {
+		return 0
+	}
+	return uint8(v)
+}
+
+func printableASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
