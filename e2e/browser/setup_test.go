@@ -187,16 +187,8 @@ func (e *env) startSDKAPI(t *testing.T, cert tls.Certificate) api {
 	if err != nil {
 		t.Fatalf("client.NewWatcher: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Watcher.Run: %v", err)
-		}
-	})
-	wctx, wcancel := context.WithTimeout(ctx, startTimeout)
+	runUntilCleanup(t, "Watcher.Run", w.Run)
+	wctx, wcancel := context.WithTimeout(context.Background(), startTimeout)
 	defer wcancel()
 	if err := w.WaitReady(wctx); err != nil {
 		t.Fatalf("the SDK watcher got no snapshot within %v: %v", startTimeout, err)
@@ -205,14 +197,7 @@ func (e *env) startSDKAPI(t *testing.T, cert tls.Certificate) api {
 	// The Reporter sends the SDK's decisions to corsd; a short interval
 	// keeps the report-only case quick.
 	rep := client.NewReporter(c, sdkReporter, client.WithReportInterval(50*time.Millisecond))
-	rdone := make(chan error, 1)
-	go func() { rdone <- rep.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-rdone; err != nil {
-			t.Errorf("Reporter.Run: %v", err)
-		}
-	})
+	runUntilCleanup(t, "Reporter.Run", rep.Run)
 
 	h := &apiHandler{name: "sdk", j: e.j, ownOrigin: e.origins[hostEvil]}
 	mux := http.NewServeMux()
@@ -222,6 +207,21 @@ func (e *env) startSDKAPI(t *testing.T, cert tls.Certificate) api {
 	mux.Handle("/", h)
 	s := startTLS(t, cert, e.j.accessLog("sdk", mux))
 	return api{name: "sdk", origin: originOf(hostAPI, s)}
+}
+
+// runUntilCleanup runs run in the background until the test's cleanup
+// cancels its context; an error it returns fails the test.
+func runUntilCleanup(t *testing.T, what string, run func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	})
 }
 
 // startEnvoyAPI serves the API as api-envoy.test behind the ext_authz
