@@ -171,3 +171,44 @@ func floorHandler(b *testing.B, corsd http.Handler, req *http.Request) http.Hand
 		benchInner.ServeHTTP(w, r)
 	})
 }
+
+// BenchmarkReporter is the cost of counting a decision for corsd: the same
+// report-only middleware and request with and without a Reporter.
+func BenchmarkReporter(b *testing.B) {
+	cfg := benchPolicy
+	cfg.Mode = policy.ModeReportOnly
+	p, err := policy.Compile(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rep := client.NewReporter(client.New(nil), "bench")
+	req := newRequest("GET", "http://api.example.com/items", http.Header{"Origin": {"https://evil.example"}})
+	for _, tc := range []struct {
+		name string
+		opts []client.Option
+	}{
+		{name: "without", opts: nil},
+		{name: "with", opts: []client.Option{client.WithReporter(rep)}},
+	} {
+		h := client.Middleware("policies/bench", client.StaticSource(p), tc.opts...)(benchInner)
+		b.Run(tc.name, func(b *testing.B) {
+			w := &benchWriter{h: make(http.Header, 8)}
+			b.ReportAllocs()
+			for b.Loop() {
+				w.reset()
+				h.ServeHTTP(w, req)
+			}
+		})
+		// All cores at once: the Reporter's lock is shared.
+		b.Run(tc.name+"_parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				w := &benchWriter{h: make(http.Header, 8)}
+				for pb.Next() {
+					w.reset()
+					h.ServeHTTP(w, req)
+				}
+			})
+		})
+	}
+}

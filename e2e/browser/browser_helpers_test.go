@@ -323,6 +323,21 @@ func (b *browser) submitForm(ctx context.Context, origin, action string, fields 
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("submitForm("+string(a)+", "+string(f)+")")); err != nil {
 		return fmt.Errorf("submit form from %s: %w", origin, err)
 	}
+	// Wait until the tab shows the response (or Chromium's error page for an
+	// empty 403): a navigation started while the form's is still in flight
+	// is aborted (net::ERR_ABORTED).
+	page, err := json.Marshal(origin + "/")
+	if err != nil {
+		return err
+	}
+	loaded := `location.href !== ` + string(page) + ` && document.readyState === "complete"`
+	err = poll(ctx, navigateWithin, func() (bool, error) {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](loaded))
+		return err == nil && ok, nil // errors: the old document went away mid-call
+	})
+	if err != nil {
+		return fmt.Errorf("form from %s: the tab did not show the response of %s: %w", origin, action, err)
+	}
 	return nil
 }
 

@@ -44,6 +44,7 @@ const (
 	caseTimeout     = 60 * time.Second
 	pollInterval    = 10 * time.Millisecond
 	propagateWithin = 15 * time.Second
+	navigateWithin  = 15 * time.Second
 )
 
 // newCert returns a self-signed certificate for every host of the suite and
