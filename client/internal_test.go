@@ -147,11 +147,12 @@ func TestReporterHardBound(t *testing.T) {
 		d.Revision, d.Origin = int64(i), fmt.Sprintf("https://o%d.example", i)
 		r.record(&d, true)
 	}
+	counts := r.counts
 	var total int64
-	for _, n := range r.counts {
+	for _, n := range counts {
 		total += n
 	}
-	if len(r.counts) != maxCoarseKeys || total != maxCoarseKeys || r.Lost() != 10 {
-		t.Errorf("%d keys, %d counted, %d lost; want %d, %d, 10", len(r.counts), total, r.Lost(), maxCoarseKeys, maxCoarseKeys)
+	if len(counts) != maxCoarseKeys || total != maxCoarseKeys || r.Lost() != 10 {
+		t.Errorf("%d keys, %d counted, %d lost; want %d, %d, 10", len(counts), total, r.Lost(), maxCoarseKeys, maxCoarseKeys)
 	}
 }
