@@ -183,6 +183,26 @@ func TestGrpcurl(t *testing.T) {
 		}
 	})
 
+	t.Run("ReportDecisions", func(t *testing.T) {
+		resp := g.ok(t, nil, "corsd.v1.DecisionService/ReportDecisions", `{"reporter":"grpcurl","reports":[`+
+			`{"policy":"policies/acme","policyRevision":"2","kind":"DECISION_KIND_ACTUAL","reason":"REASON_ORIGIN_NOT_ALLOWED","origin":"https://evil.example","reportOnly":true,"count":"3"},`+
+			`{"policy":"policies/gone","kind":"DECISION_KIND_ACTUAL","reason":"REASON_ALLOWED","allowed":true,"count":"1"}]}`)
+		if get(resp, "recorded") != float64(1) || get(resp, "dropped") != float64(1) {
+			t.Errorf("ReportDecisions = %v, want recorded 1, dropped 1", resp)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		if _, err := d.Logs().Wait(ctx, "reported decision"); err != nil {
+			t.Errorf("no 'reported decision' log line (%v); logs:\n%s", err, d.Logs())
+		}
+		_, errOut, ok := g.call(t, nil, "corsd.v1.DecisionService/ReportDecisions", `{"reports":[{"policy":"acme","count":"0"}]}`)
+		for _, want := range []string{"Code: InvalidArgument", "reports[0].policy", "reports[0].kind", "reports[0].reason", "reports[0].count"} {
+			if ok || !strings.Contains(errOut, want) {
+				t.Errorf("ReportDecisions with a bad report: want %q in:\n%s", want, errOut)
+			}
+		}
+	})
+
 	t.Run("stale etag refused", func(t *testing.T) {
 		g.fails(t, auth, "corsd.v1.PolicyService/UpdatePolicy", `{"policy":{"name":"policies/acme","description":"late","etag":"`+staleEtag+`"},"updateMask":{"paths":["description"]}}`, "Aborted")
 	})
