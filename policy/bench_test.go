@@ -93,21 +93,31 @@ func BenchmarkCheck(b *testing.B) {
 }
 
 // BenchmarkFloor_map_lookup is the floor the engine is measured against: a
-// bare map lookup of the same origin in a map of as many entries.
+// bare map lookup of the same origin in a map of as many entries: the
+// allowed origin (a hit) and the refused one (a miss).
 func BenchmarkFloor_map_lookup(b *testing.B) {
 	m := make(map[string]struct{}, benchRules)
 	for i := range benchRules {
 		m[fmt.Sprintf("https://app-%d.example.com", i)] = struct{}{}
 	}
-	origin := "https://app-5000.example.com"
-	b.ReportAllocs()
-	hits := 0
-	for b.Loop() {
-		if _, ok := m[origin]; ok {
-			hits++
-		}
-	}
-	if hits == 0 {
-		b.Fatal("no hit")
+	for _, tc := range []struct {
+		name, origin string
+		hit          bool
+	}{
+		{name: "hit", origin: "https://app-5000.example.com", hit: true},
+		{name: "miss", origin: "https://app-5000.evil.example", hit: false},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			hits := 0
+			for b.Loop() {
+				if _, ok := m[tc.origin]; ok {
+					hits++
+				}
+			}
+			if (hits > 0) != tc.hit {
+				b.Fatalf("%d hits, want hit %v", hits, tc.hit)
+			}
+		})
 	}
 }
