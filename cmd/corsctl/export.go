@@ -60,6 +60,7 @@ func (a *app) exportAll(cmd *cobra.Command) ([]byte, error) {
 
 func (a *app) importCmd() *cobra.Command {
 	var file string
+	var dryRun bool
 	cmd := &cobra.Command{
 		Use:   "import -f FILE",
 		Short: "Apply every policy of FILE (an export): create the missing, update the different",
@@ -68,10 +69,11 @@ func (a *app) importCmd() *cobra.Command {
 			if file == "" {
 				return usageErrorf(cmd, "import needs -f FILE")
 			}
-			return a.applyFile(cmd, file)
+			return a.applyFile(cmd, file, dryRun)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "file written by export or backup (- for stdin)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "let corsd validate the policies and say what would change, storing nothing")
 	return cmd
 }
 

@@ -118,8 +118,10 @@ func TestGolden(t *testing.T) {
 		wantCode int
 	}{
 		{name: "list-empty", args: []string{"policies", "list"}},
+		{name: "apply-dry-run-create", args: []string{"policies", "apply", "--dry-run", "-f", "testdata/acme.yaml"}},
 		{name: "apply-create", args: []string{"policies", "apply", "-f", "testdata/acme.yaml"}},
 		{name: "apply-unchanged", args: []string{"policies", "apply", "-f", "testdata/acme.yaml"}},
+		{name: "apply-dry-run-unchanged", args: []string{"policies", "apply", "--dry-run", "-f", "testdata/acme.yaml"}},
 		{name: "apply-normalized-unchanged", args: []string{"policies", "apply", "-f", "testdata/acme-normalized-only.yaml"}},
 		{name: "create-two", args: []string{"policies", "create", "-f", "testdata/more.yaml"}},
 		{name: "list-table", args: []string{"policies", "list"}},
@@ -128,6 +130,7 @@ func TestGolden(t *testing.T) {
 		{name: "get-table", args: []string{"policies", "get", "acme"}},
 		{name: "get-json", args: []string{"policies", "get", "policies/acme", "-o", "json"}},
 		{name: "get-yaml", args: []string{"policies", "get", "acme", "-o", "yaml"}},
+		{name: "apply-dry-run-update", args: []string{"policies", "apply", "--dry-run", "-f", "testdata/acme-changed.yaml"}},
 		{name: "apply-update", args: []string{"policies", "apply", "-f", "testdata/acme-changed.yaml"}},
 		{name: "origins-add", args: []string{"origins", "add", "acme", "https://partner.example.net", "--credentials", "--description", "partner portal"}},
 		{name: "origins-list-table", args: []string{"origins", "list", "acme"}},
@@ -151,6 +154,7 @@ func TestGolden(t *testing.T) {
 		{name: "error-already-exists", args: []string{"policies", "create", "-f", "testdata/acme.yaml"}, wantCode: 1},
 		{name: "error-not-found", args: []string{"policies", "get", "nope"}, wantCode: 1},
 		{name: "error-invalid", args: []string{"policies", "apply", "-f", "testdata/invalid.yaml"}, wantCode: 1},
+		{name: "error-invalid-dry-run", args: []string{"policies", "apply", "--dry-run", "-f", "testdata/invalid.yaml"}, wantCode: 1},
 		{name: "error-stale-etag", args: []string{"policies", "delete", "acme", "--etag", "1"}, wantCode: 1},
 		{name: "error-origin-not-found", args: []string{"origins", "remove", "acme", "https://never.example"}, wantCode: 1},
 		{name: "error-bad-file", args: []string{"policies", "apply", "-f", "testdata/missing.yaml"}, wantCode: 1},

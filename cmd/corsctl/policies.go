@@ -83,7 +83,7 @@ func (a *app) printResults(results []applyResult) error {
 	if a.output == "table" {
 		var b strings.Builder
 		for _, r := range results {
-			if r.policy.GetRevision() == 0 { // a dry run stores nothing
+			if r.dryRun || r.policy.GetRevision() == 0 { // a dry run stores nothing
 				fmt.Fprintf(&b, "%s %s\n", r.policy.GetName(), r.action)
 				continue
 			}
@@ -104,6 +104,7 @@ func (a *app) printResults(results []applyResult) error {
 type applyResult struct {
 	action string // created, updated, unchanged, deleted
 	policy *corsdv1.Policy
+	dryRun bool // nothing was stored
 }
 
 func (a *app) policiesCreateCmd() *cobra.Command {
@@ -184,6 +185,7 @@ func (a *app) policiesDeleteCmd() *cobra.Command {
 
 func (a *app) policiesApplyCmd() *cobra.Command {
 	var file string
+	var dryRun bool
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE",
 		Short: "Create the policies in FILE that are missing and update those that differ",
@@ -191,21 +193,27 @@ func (a *app) policiesApplyCmd() *cobra.Command {
 ones that differ, and leaves the equal ones alone (no write, no new revision), so running
 it twice changes nothing. Output-only fields in FILE (revision, etag, times) are ignored;
 each update is conditional on the etag read just before, so a concurrent change makes
-apply fail rather than be overwritten.`,
+apply fail rather than be overwritten.
+
+With --dry-run corsd validates every policy and nothing is stored: the output says what
+would be created, which fields would be updated, and what is unchanged (a check for CI).`,
 		Args: needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
 				return usageErrorf(cmd, "apply needs -f FILE")
 			}
-			return a.applyFile(cmd, file)
+			return a.applyFile(cmd, file, dryRun)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "policy file, YAML or JSON, one policy or a list (- for stdin)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "let corsd validate the policies and say what would change, storing nothing")
 	return cmd
 }
 
-func (a *app) applyFile(cmd *cobra.Command, file string) error {
-	return a.writePolicies(cmd, file, "apply", applyPolicy)
+func (a *app) applyFile(cmd *cobra.Command, file string, dryRun bool) error {
+	return a.writePolicies(cmd, file, "apply", func(ctx context.Context, c *client.Client, p *corsdv1.Policy) (applyResult, error) {
+		return applyPolicy(ctx, c, p, dryRun)
+	})
 }
 
 // writePolicies reads the policies of file and sends each through write,
@@ -243,14 +251,18 @@ func (a *app) getPolicy(cmd *cobra.Command, arg string) (*corsdv1.Policy, error)
 }
 
 // applyPolicy creates want if missing, updates it if it differs from the
-// stored policy, and writes nothing otherwise.
-func applyPolicy(ctx context.Context, c *client.Client, want *corsdv1.Policy) (applyResult, error) {
+// stored policy, and writes nothing otherwise; with dryRun it only asks
+// corsd to validate.
+func applyPolicy(ctx context.Context, c *client.Client, want *corsdv1.Policy, dryRun bool) (applyResult, error) {
 	want = writable(want)
 	got, err := c.Policies().GetPolicy(ctx, &corsdv1.GetPolicyRequest{Name: want.GetName()})
 	if status.Code(err) == codes.NotFound {
-		resp, err := c.Policies().CreatePolicy(ctx, &corsdv1.CreatePolicyRequest{PolicyId: policyID(want.GetName()), Policy: want})
+		resp, err := c.Policies().CreatePolicy(ctx, &corsdv1.CreatePolicyRequest{PolicyId: policyID(want.GetName()), Policy: want, ValidateOnly: dryRun})
 		if err != nil {
 			return applyResult{}, err
+		}
+		if dryRun {
+			return applyResult{action: "would be created (dry run)", policy: resp.GetPolicy(), dryRun: true}, nil
 		}
 		return applyResult{action: "created", policy: resp.GetPolicy()}, nil
 	}
@@ -277,6 +289,10 @@ func applyPolicy(ctx context.Context, c *client.Client, want *corsdv1.Policy) (a
 	if sameWritable(cur, dry.GetPolicy()) {
 		return applyResult{action: "unchanged", policy: cur}, nil
 	}
+	if dryRun {
+		action := "would be updated (dry run): " + strings.Join(changedFields(cur, dry.GetPolicy()), ", ")
+		return applyResult{action: action, policy: dry.GetPolicy(), dryRun: true}, nil
+	}
 	resp, err := c.Policies().UpdatePolicy(ctx, &corsdv1.UpdatePolicyRequest{Policy: upd})
 	if err != nil {
 		return applyResult{}, err
@@ -293,4 +309,19 @@ func writable(p *corsdv1.Policy) *corsdv1.Policy {
 
 func sameWritable(a, b *corsdv1.Policy) bool {
 	return proto.Equal(writable(a), writable(b))
+}
+
+// changedFields names the writable fields of a policy that differ between
+// a and b, in declaration order.
+func changedFields(a, b *corsdv1.Policy) []string {
+	ra, rb := writable(a).ProtoReflect(), writable(b).ProtoReflect()
+	fields := ra.Descriptor().Fields()
+	var names []string
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if ra.Has(fd) != rb.Has(fd) || !ra.Get(fd).Equal(rb.Get(fd)) {
+			names = append(names, string(fd.Name()))
+		}
+	}
+	return names
 }
