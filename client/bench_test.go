@@ -181,7 +181,10 @@ func BenchmarkReporter(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rep := client.NewReporter(client.New(nil), "bench")
+	rep, err := client.NewReporter(client.New(nil), "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
 	req := newRequest("GET", "http://api.example.com/items", http.Header{"Origin": {"https://evil.example"}})
 	for _, tc := range []struct {
 		name string

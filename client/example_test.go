@@ -105,7 +105,10 @@ func ExampleReporter() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = w.Run(ctx) }()
-	rep := client.NewReporter(c, "checkout")
+	rep, err := client.NewReporter(c, "checkout")
+	if err != nil {
+		log.Fatal(err)
+	}
 	go func() { _ = rep.Run(ctx) }()
 
 	api := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "[]") })

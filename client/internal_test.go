@@ -141,7 +141,10 @@ func FuzzDecodeCache(f *testing.F) {
 // TestReporterHardBound: distinct reports past maxCoarseKeys, even without
 // origin, are lost and counted as such.
 func TestReporterHardBound(t *testing.T) {
-	r := NewReporter(New(nil), "svc")
+	r, err := NewReporter(New(nil), "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
 	d := policy.Decision{Policy: "policies/a", Kind: policy.KindActual, Reason: policy.ReasonOriginNotAllowed}
 	for i := range maxCoarseKeys + 10 {
 		d.Revision, d.Origin = int64(i), fmt.Sprintf("https://o%d.example", i)

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ const (
 	maxCoarseKeys      = 2000
 	maxReportedOrigin  = policy.MaxPatternLength
 	maxReportedDetail  = 256
+	maxReporterName    = 128
 	finalReportTimeout = 5 * time.Second
 )
 
@@ -35,6 +37,12 @@ const (
 // decisions that were not applied (report-only) are sent; see
 // WithReportEnforced. Decisions without a policy and non-CORS requests
 // (other than those cross-origin protection refused) are never sent.
+//
+// A Reporter is safe for concurrent use; build it with NewReporter (the
+// zero value is not usable). What it sends includes request Origin values,
+// which clients choose freely: they are bounded in length and number, and
+// corsd logs them as data.
+
 type Reporter struct {
 	c       *Client
 	name    string
@@ -108,14 +116,25 @@ func WithReportLogger(l *slog.Logger) ReportOption {
 }
 
 // NewReporter returns a Reporter that sends to corsd through c, naming
-// itself reporter (a service or instance name, at most 128 bytes of
-// printable ASCII) in corsd's decision log.
-func NewReporter(c *Client, reporter string, opts ...ReportOption) *Reporter {
+// itself reporter in corsd's decision log: a service or instance name of at
+// most 128 bytes of printable ASCII, as corsd accepts.
+func NewReporter(c *Client, reporter string, opts ...ReportOption) (*Reporter, error) {
+	if c == nil {
+		return nil, errors.New("client: NewReporter: nil Client")
+	}
+	if len(reporter) > maxReporterName {
+		return nil, fmt.Errorf("client: reporter name is %d bytes long; use at most %d", len(reporter), maxReporterName)
+	}
+	for i := range len(reporter) {
+		if b := reporter[i]; b < 0x20 || b > 0x7e {
+			return nil, fmt.Errorf("client: reporter name %q has a byte outside printable ASCII; use a service or instance name", reporter)
+		}
+	}
 	cfg := reportConfig{interval: 10 * time.Second, logger: slog.Default()}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	return &Reporter{c: c, name: reporter, cfg: cfg, counts: reportCounts{}}
+	return &Reporter{c: c, name: reporter, cfg: cfg, counts: reportCounts{}}, nil
 }
 
 // Lost returns how many decisions were not counted because too many

@@ -51,7 +51,11 @@ func reportingWatcher(t *testing.T, c *corsd, mode corsdv1.Mode, opts ...client.
 	}
 	runWatcher(t, w)
 	waitReady(t, w)
-	return w, client.NewReporter(cl, "checkout-1", opts...)
+	rep, err := client.NewReporter(cl, "checkout-1", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, rep
 }
 
 func serve(h http.Handler, origins ...string) {
@@ -195,7 +199,10 @@ func TestReporterAllocatesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep := client.NewReporter(client.New(nil), "svc")
+	rep, err := client.NewReporter(client.New(nil), "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
 	h := client.Middleware(acme, client.StaticSource(p), client.WithReporter(rep))(benchInner)
 	rw := &benchWriter{h: make(http.Header, 8)}
 	for _, origin := range []string{"https://evil.example", "https://app.example"} {
@@ -204,5 +211,36 @@ func TestReporterAllocatesNothing(t *testing.T) {
 		if n := testing.AllocsPerRun(100, func() { rw.reset(); h.ServeHTTP(rw, req) }); n != 0 {
 			t.Errorf("origin %s: %v allocs per request, want 0", origin, n)
 		}
+	}
+}
+
+func TestNewReporterValidates(t *testing.T) {
+	c := client.New(nil)
+	tests := []struct {
+		name     string
+		c        *client.Client
+		reporter string
+		wantErr  string // "" for success
+	}{
+		{name: "service name", c: c, reporter: "checkout-7f9c"},
+		{name: "empty name", c: c, reporter: ""},
+		{name: "nil client", c: nil, reporter: "svc", wantErr: "nil Client"},
+		{name: "too long", c: c, reporter: strings.Repeat("r", 129), wantErr: "at most 128"},
+		{name: "newline", c: c, reporter: "svc\nforged log line", wantErr: "printable ASCII"},
+		{name: "non-ASCII", c: c, reporter: "sérvice", wantErr: "printable ASCII"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := client.NewReporter(tt.c, tt.reporter)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("NewReporter(%q): %v", tt.reporter, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("NewReporter(%q) = %v, want an error containing %q", tt.reporter, err, tt.wantErr)
+			}
+		})
 	}
 }

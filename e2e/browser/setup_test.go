@@ -196,7 +196,10 @@ func (e *env) startSDKAPI(t *testing.T, cert tls.Certificate) api {
 
 	// The Reporter sends the SDK's decisions to corsd; a short interval
 	// keeps the report-only case quick.
-	rep := client.NewReporter(c, sdkReporter, client.WithReportInterval(50*time.Millisecond))
+	rep, err := client.NewReporter(c, sdkReporter, client.WithReportInterval(50*time.Millisecond))
+	if err != nil {
+		t.Fatalf("client.NewReporter: %v", err)
+	}
 	runUntilCleanup(t, "Reporter.Run", rep.Run)
 
 	h := &apiHandler{name: "sdk", j: e.j, ownOrigin: e.origins[hostEvil]}

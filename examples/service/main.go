@@ -92,7 +92,10 @@ func run() error {
 	go func() { _ = w.Run(ctx) }()
 	// Report-only decisions go to corsd, where an operator sees what
 	// enforcing the policy would refuse.
-	rep := client.NewReporter(c, "example-service", client.WithReportLogger(log))
+	rep, err := client.NewReporter(c, "example-service", client.WithReportLogger(log))
+	if err != nil {
+		return err
+	}
 	reported := make(chan struct{})
 	go func() {
 		defer close(reported)
