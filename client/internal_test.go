@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"testing"
@@ -157,5 +158,54 @@ func TestReporterHardBound(t *testing.T) {
 	}
 	if len(counts) != maxCoarseKeys || total != maxCoarseKeys || r.Lost() != 10 {
 		t.Errorf("%d keys, %d counted, %d lost; want %d, %d, 10", len(counts), total, r.Lost(), maxCoarseKeys, maxCoarseKeys)
+	}
+}
+
+// refusingDecisions refuses every ReportDecisions call with code.
+type refusingDecisions struct {
+	corsdv1.DecisionServiceClient
+	code  codes.Code
+	calls int
+}
+
+func (f *refusingDecisions) ReportDecisions(context.Context, *corsdv1.ReportDecisionsRequest, ...grpc.CallOption) (*corsdv1.ReportDecisionsResponse, error) {
+	f.calls++
+	return nil, status.Error(f.code, "refused")
+}
+
+// TestReporterFailedSend: counts refused as invalid are lost (a retry
+// would fail the same way); counts of any other failure are kept.
+func TestReporterFailedSend(t *testing.T) {
+	d := policy.Decision{Policy: "policies/a", Kind: policy.KindActual, Reason: policy.ReasonOriginNotAllowed, Origin: "https://evil.example"}
+	tests := []struct {
+		code     codes.Code
+		wantKept int64
+		wantLost int64
+	}{
+		{code: codes.InvalidArgument, wantKept: 0, wantLost: 3},
+		{code: codes.Unavailable, wantKept: 3, wantLost: 0},
+		{code: codes.PermissionDenied, wantKept: 3, wantLost: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.code.String(), func(t *testing.T) {
+			fake := &refusingDecisions{code: tt.code}
+			r, err := NewReporter(&Client{decisions: fake}, "svc")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				r.record(&d, true)
+			}
+			if err := r.Flush(t.Context()); status.Code(err) != tt.code {
+				t.Fatalf("Flush = %v, want code %v", err, tt.code)
+			}
+			var kept int64
+			for _, n := range r.counts {
+				kept += n
+			}
+			if kept != tt.wantKept || r.Lost() != tt.wantLost || fake.calls != 1 {
+				t.Errorf("kept %d, lost %d, %d calls; want %d, %d, 1", kept, r.Lost(), fake.calls, tt.wantKept, tt.wantLost)
+			}
+		})
 	}
 }

@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/corsd/corsd/policy"
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 )
@@ -137,9 +140,10 @@ func NewReporter(c *Client, reporter string, opts ...ReportOption) (*Reporter, e
 	return &Reporter{c: c, name: reporter, cfg: cfg, counts: reportCounts{}}, nil
 }
 
-// Lost returns how many decisions were not counted because too many
-// distinct ones waited to be sent (origin and detail are dropped first, so
-// this takes thousands of policies, revisions or reasons).
+// Lost returns how many decisions never reached corsd: too many distinct
+// ones waited to be sent (origin and detail are dropped first, so this
+// takes thousands of policies, revisions or reasons), or corsd refused a
+// send as invalid.
 func (r *Reporter) Lost() int64 { return r.lost.Load() }
 
 // record counts d; reportOnly says the middleware did not apply it.
@@ -193,7 +197,8 @@ func (r *Reporter) Run(ctx context.Context) error {
 	}
 }
 
-// Flush sends the counts now. On failure they are kept for the next send.
+// Flush sends the counts now. On failure they are kept for the next send,
+// unless corsd refused them as invalid (then they count as lost).
 func (r *Reporter) Flush(ctx context.Context) error {
 	r.mu.Lock()
 	pending := r.counts
@@ -217,6 +222,13 @@ func (r *Reporter) Flush(ctx context.Context) error {
 	for sent := 0; sent < len(reports); {
 		chunk := reports[sent:min(len(reports), sent+maxReportsPerCall)]
 		if _, err := r.c.decisions.ReportDecisions(ctx, &corsdv1.ReportDecisionsRequest{Reporter: r.name, Reports: chunk}); err != nil {
+			if status.Code(err) == codes.InvalidArgument {
+				// Sending the same reports again would fail again.
+				for _, k := range keys[sent:] {
+					r.lost.Add(pending[k])
+				}
+				return err
+			}
 			r.keep(keys[sent:], pending)
 			return err
 		}
