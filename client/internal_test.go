@@ -209,3 +209,44 @@ func TestReporterFailedSend(t *testing.T) {
 		})
 	}
 }
+
+// recordingDecisions accepts every ReportDecisions call and keeps it.
+type recordingDecisions struct {
+	corsdv1.DecisionServiceClient
+	reqs []*corsdv1.ReportDecisionsRequest
+}
+
+func (f *recordingDecisions) ReportDecisions(_ context.Context, req *corsdv1.ReportDecisionsRequest, _ ...grpc.CallOption) (*corsdv1.ReportDecisionsResponse, error) {
+	f.reqs = append(f.reqs, req)
+	return &corsdv1.ReportDecisionsResponse{}, nil
+}
+
+// TestReporterSplitsLargeCounts: a count past what corsd takes in one
+// report (kept across a long outage) goes in several.
+func TestReporterSplitsLargeCounts(t *testing.T) {
+	fake := &recordingDecisions{}
+	r, err := NewReporter(&Client{decisions: fake}, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := reportKey{policy: "policies/a", kind: policy.KindActual, reason: policy.ReasonOriginNotAllowed, reportOnly: true}
+	const total = 2*maxReportCount + 7
+	r.counts[k] = total
+	if err := r.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	var n int
+	for _, req := range fake.reqs {
+		for _, rp := range req.GetReports() {
+			if rp.GetCount() < 1 || rp.GetCount() > maxReportCount {
+				t.Errorf("report count %d outside 1..%d", rp.GetCount(), maxReportCount)
+			}
+			sum += rp.GetCount()
+			n++
+		}
+	}
+	if sum != total || n != 3 {
+		t.Errorf("sent %d in %d reports, want %d in 3", sum, n, total)
+	}
+}

@@ -26,6 +26,7 @@ const (
 	maxReportedOrigin  = policy.MaxPatternLength
 	maxReportedDetail  = 256
 	maxReporterName    = 128
+	maxReportCount     = 1_000_000_000
 	finalReportTimeout = 5 * time.Second
 )
 
@@ -212,38 +213,35 @@ func (r *Reporter) Flush(ctx context.Context) error {
 	keys := make([]reportKey, 0, len(pending))
 	reports := make([]*corsdv1.DecisionReport, 0, len(pending))
 	for k, n := range pending {
-		keys = append(keys, k)
-		reports = append(reports, &corsdv1.DecisionReport{
-			Policy: k.policy, PolicyRevision: k.revision,
-			Kind: corsdv1.DecisionKind(k.kind), Allowed: k.allowed, Reason: corsdv1.Reason(k.reason),
-			Origin: k.origin, Detail: k.detail, ReportOnly: k.reportOnly, Count: n,
-		})
+		// corsd takes at most maxReportCount per report: a larger count
+		// (kept across a long outage) goes in several.
+		for n > 0 {
+			part := min(n, maxReportCount)
+			n -= part
+			keys = append(keys, k)
+			reports = append(reports, &corsdv1.DecisionReport{
+				Policy: k.policy, PolicyRevision: k.revision,
+				Kind: corsdv1.DecisionKind(k.kind), Allowed: k.allowed, Reason: corsdv1.Reason(k.reason),
+				Origin: k.origin, Detail: k.detail, ReportOnly: k.reportOnly, Count: part,
+			})
+		}
 	}
 	for sent := 0; sent < len(reports); {
 		chunk := reports[sent:min(len(reports), sent+maxReportsPerCall)]
 		if _, err := r.c.decisions.ReportDecisions(ctx, &corsdv1.ReportDecisionsRequest{Reporter: r.name, Reports: chunk}); err != nil {
-			if status.Code(err) == codes.InvalidArgument {
-				// Sending the same reports again would fail again.
-				for _, k := range keys[sent:] {
-					r.lost.Add(pending[k])
+			invalid := status.Code(err) == codes.InvalidArgument
+			r.mu.Lock()
+			for i, k := range keys[sent:] {
+				n := reports[sent+i].GetCount()
+				// Reports refused as invalid would be refused again.
+				if invalid || !r.counts.add(k, n) {
+					r.lost.Add(n)
 				}
-				return err
 			}
-			r.keep(keys[sent:], pending)
+			r.mu.Unlock()
 			return err
 		}
 		sent += len(chunk)
 	}
 	return nil
-}
-
-// keep puts back the counts of keys that could not be sent.
-func (r *Reporter) keep(keys []reportKey, counts reportCounts) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, k := range keys {
-		if !r.counts.add(k, counts[k]) {
-			r.lost.Add(counts[k])
-		}
-	}
 }
