@@ -62,7 +62,7 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 				}
 			})
 		}
-		time.Sleep(time.Duration(100+rand.IntN(300)) * time.Millisecond) //nolint:gosec // G404: a random moment, not a secret
+		time.Sleep(time.Duration(100+rand.IntN(300)) * time.Millisecond)
 		d.Kill()
 		wg.Wait()
 		_ = c.Close()
