@@ -58,8 +58,8 @@ func WithDecisionHook(hook func(r *http.Request, d *policy.Decision)) Option {
 	return func(m *middleware) { m.hook = hook }
 }
 
-// WithReporter counts every decision in rep, which sends them to corsd (see
-// Reporter).
+// WithReporter hands every decision to rep, which counts the ones it
+// reports (by default those not applied) and sends them to corsd.
 func WithReporter(rep *Reporter) Option {
 	return func(m *middleware) { m.reporter = rep }
 }
@@ -78,9 +78,9 @@ func WithReporter(rep *Reporter) Option {
 //     that edits them cannot affect other responses.
 //
 // In report-only mode (the policy's mode, or WithReportOnly), nothing is
-// changed: the hooks are called, the reporter (WithReporter) counts the
-// decision, and the request goes on. A policy that is
-// unknown to src decides "no policy": the request goes on untouched.
+// changed: the hook and the reporter (WithReporter) get the decision, and
+// the request goes on. A policy that is unknown to src decides "no
+// policy": the request goes on untouched.
 func Middleware(policyName string, src PolicySource, opts ...Option) func(http.Handler) http.Handler {
 	m := &middleware{name: policyName, src: src}
 	for _, o := range opts {
