@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -232,4 +233,59 @@ func TestGrpcurl(t *testing.T) {
 		checkAllowed(t, g2)
 	})
 	stopClean(t, d2)
+}
+
+// TestShutdownWithOpenHealthWatch: a health Watch that the real grpcurl
+// holds open learns NOT_SERVING when corsd gets SIGTERM and then ends, so
+// corsd exits well within its 60 s shutdown timeout (Stop allows 30 s and
+// reports an error if it had to SIGKILL).
+func TestShutdownWithOpenHealthWatch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts corsd")
+	}
+	gc := corsdtest.MustTool(t, corsdtest.MustModuleRoot(t), "grpcurl")
+	bin := corsdtest.MustBuild(t, "./cmd/corsd")
+	d := corsdtest.MustStart(t, bin, "--db", filepath.Join(t.TempDir(), "corsd.db"), "--shutdown-timeout", "60s")
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, gc, "-plaintext", "-d", `{"service": "corsd.v1.DecisionService"}`, d.GRPCAddr, "grpc.health.v1.Health/Watch")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	statuses := make(chan string, 8)
+	go func() {
+		defer close(statuses)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if _, v, ok := strings.Cut(sc.Text(), `"status": "`); ok {
+				statuses <- strings.TrimSuffix(v, `"`)
+			}
+		}
+	}()
+	if s := <-statuses; s != "SERVING" {
+		t.Fatalf("first health status %q, want SERVING; stderr: %s", s, stderr.String())
+	}
+
+	start := time.Now()
+	if err := d.Stop(30 * time.Second); err != nil {
+		t.Fatalf("corsd with an open health watch: %v", err)
+	}
+	t.Logf("corsd stopped %v after SIGTERM with a health watch open", time.Since(start).Round(time.Millisecond))
+	var rest []string
+	for s := range statuses {
+		rest = append(rest, s)
+	}
+	if !slices.Contains(rest, "NOT_SERVING") {
+		t.Errorf("health statuses after SIGTERM %v, want NOT_SERVING", rest)
+	}
+	if err := cmd.Wait(); err == nil || !strings.Contains(stderr.String(), "Code: Unavailable") {
+		t.Errorf("grpcurl's watch ended with %v, stderr %q; want Code: Unavailable", err, stderr.String())
+	}
 }
