@@ -94,7 +94,7 @@ unit: $(BIN)/grpcurl chromium ## go test -race -shuffle=on ./...
 	go test -race -shuffle=on -timeout 20m ./...
 
 .PHONY: fuzz
-fuzz: ## Run every fuzz target for FUZZTIME each (make fuzz FUZZTIME=1000000x)
+fuzz: ## Run every fuzz target FUZZTIME (executions) each: make fuzz FUZZTIME=1000000x
 	@log=$$(mktemp); trap 'rm -f $$log' EXIT; \
 	for pkg in $$(go list ./...); do \
 	  for f in $$(go test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
