@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
@@ -178,25 +179,38 @@ type tokenEntry struct {
 	scopes scopeSet
 }
 
-// authenticator authorizes calls by bearer token and method scope.
+// authenticator authorizes calls by bearer token and method scope. The
+// token set is swapped whole (SetTokens), so a call sees the old set or the
+// new one, never a mix.
 type authenticator struct {
-	tokens       []tokenEntry
+	tokens       atomic.Pointer[[]tokenEntry]
 	decisionAuth bool
 }
 
 func newAuthenticator(tokens []Token, decisionAuth bool) (*authenticator, error) {
-	if err := validateTokens(tokens); err != nil {
+	a := &authenticator{decisionAuth: decisionAuth}
+	if err := a.setTokens(tokens); err != nil {
 		return nil, err
 	}
-	a := &authenticator{decisionAuth: decisionAuth, tokens: make([]tokenEntry, 0, len(tokens))}
+	return a, nil
+}
+
+// setTokens validates tokens and makes them the set that authorizes the
+// next calls; on error the current set stays.
+func (a *authenticator) setTokens(tokens []Token) error {
+	if err := validateTokens(tokens); err != nil {
+		return err
+	}
+	entries := make([]tokenEntry, 0, len(tokens))
 	for _, t := range tokens {
 		e := tokenEntry{hash: sha256.Sum256([]byte(t.Token)), name: t.Name}
 		for _, sc := range t.Scopes {
 			e.scopes |= scopeBits[sc]
 		}
-		a.tokens = append(a.tokens, e)
+		entries = append(entries, e)
 	}
-	return a, nil
+	a.tokens.Store(&entries)
+	return nil
 }
 
 // authorize checks the caller of fullMethod and returns a context carrying
@@ -212,7 +226,8 @@ func (a *authenticator) authorize(ctx context.Context, fullMethod string) (conte
 	if need == ScopeCheck && !a.decisionAuth {
 		return ctx, nil
 	}
-	if len(a.tokens) == 0 {
+	tokens := *a.tokens.Load()
+	if len(tokens) == 0 {
 		if isLoopbackPeer(ctx) {
 			return store.WithActor(ctx, LocalActor), nil
 		}
@@ -224,16 +239,16 @@ func (a *authenticator) authorize(ctx context.Context, fullMethod string) (conte
 	}
 	h := sha256.Sum256([]byte(token))
 	match := -1
-	for i := range a.tokens {
+	for i := range tokens {
 		// No early exit: the time taken does not depend on which token matched.
-		if subtle.ConstantTimeCompare(h[:], a.tokens[i].hash[:]) == 1 {
+		if subtle.ConstantTimeCompare(h[:], tokens[i].hash[:]) == 1 {
 			match = i
 		}
 	}
 	if match < 0 {
 		return ctx, status.Error(codes.Unauthenticated, "server: invalid bearer token")
 	}
-	t := &a.tokens[match]
+	t := &tokens[match]
 	if t.scopes&scopeBits[need] == 0 {
 		return ctx, status.Errorf(codes.PermissionDenied, "server: token %q lacks the %q scope that %s needs", t.name, need, fullMethod)
 	}

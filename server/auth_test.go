@@ -281,3 +281,38 @@ func TestIsLoopbackAddress(t *testing.T) {
 		})
 	}
 }
+
+// TestSetTokens: a rotation takes effect on the next call, and an invalid
+// set is refused with the current one kept.
+func TestSetTokens(t *testing.T) {
+	e := newTokenEnv(t)
+	get := func(tok string) error {
+		_, err := e.policy.ListPolicies(withBearer(context.Background(), tok), &corsdv1.ListPoliciesRequest{})
+		return err
+	}
+	if err := get(readerToken.Token); err != nil {
+		t.Fatalf("reader before rotation: %v", err)
+	}
+	rotated := Token{Name: "reader-2", Token: "rotated-reader-token-0123456789", Scopes: []Scope{ScopeRead}}
+	if err := e.srv.SetTokens(adminToken, rotated); err != nil {
+		t.Fatalf("SetTokens: %v", err)
+	}
+	wantCode(t, get(readerToken.Token), codes.Unauthenticated)
+	if err := get(rotated.Token); err != nil {
+		t.Errorf("rotated token: %v", err)
+	}
+
+	// Invalid sets are refused whole; the rotated set still rules.
+	for name, bad := range map[string][]Token{
+		"short token":   {{Name: "x", Token: "short", Scopes: []Scope{ScopeRead}}},
+		"unknown scope": {{Name: "x", Token: "long-enough-token-0123456789", Scopes: []Scope{"admin"}}},
+		"duplicate":     {rotated, rotated},
+	} {
+		if err := e.srv.SetTokens(bad...); err == nil {
+			t.Errorf("SetTokens(%s) succeeded", name)
+		}
+	}
+	if err := get(rotated.Token); err != nil {
+		t.Errorf("rotated token after refused sets: %v", err)
+	}
+}

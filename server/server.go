@@ -283,6 +283,12 @@ func (s *Server) markReady() {
 	})
 }
 
+// SetTokens replaces the tokens that authorize the next calls (a token
+// rotation without a restart). The tokens are validated as WithTokens does;
+// on error the current ones stay. An empty list makes admin calls
+// loopback-only, as at start without tokens.
+func (s *Server) SetTokens(tokens ...Token) error { return s.auth.setTokens(tokens) }
+
 // Shutdown starts a graceful shutdown: health reports NOT_SERVING, /readyz
 // 503, WatchPolicies streams end with Unavailable so that their clients
 // resume elsewhere, and health watches end the same way once they have

@@ -29,6 +29,9 @@
 // listening", with addr) and "ready" once the policies are loaded. SIGINT or
 // SIGTERM start a graceful shutdown: health NOT_SERVING and /readyz 503,
 // then a graceful stop bounded by --shutdown-timeout; the exit status is 0.
+// SIGHUP re-reads --tokens-file (a token rotation without a restart): it
+// logs "tokens reloaded", or "token reload failed" and keeps the current
+// tokens when the file is invalid.
 package main
 
 import (

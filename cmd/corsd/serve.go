@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -139,6 +141,26 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) (err error) {
 		}
 	}()
 
+	// SIGHUP re-reads the tokens: a rotation needs no restart.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reloadDone := make(chan struct{})
+	defer func() { <-reloadDone }()
+	reloadCtx, stopReload := context.WithCancel(ctx)
+	defer stopReload()
+	go func() {
+		defer close(reloadDone)
+		for {
+			select {
+			case <-hup:
+				reloadTokens(cfg, srv, log)
+			case <-reloadCtx.Done():
+				return
+			}
+		}
+	}()
+
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -186,6 +208,26 @@ func newLogger(cfg *config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, hopts))
 	}
 	return slog.New(slog.NewTextHandler(w, hopts))
+}
+
+// reloadTokens makes the tokens of --tokens-file and CORSD_TOKENS, read
+// again, the ones that authorize calls. On any error, or when no token is
+// left, the current tokens stay.
+func reloadTokens(cfg *config, srv *server.Server, log *slog.Logger) {
+	tokens, err := loadTokens(cfg)
+	if err == nil && len(tokens) == 0 {
+		// Without tokens every loopback caller is an admin: revoking the
+		// last token must not open that door.
+		err = errors.New("the new set has no tokens; keep at least one (to run without tokens, restart corsd)")
+	}
+	if err == nil {
+		err = srv.SetTokens(tokens...)
+	}
+	if err != nil {
+		log.Error("token reload failed; keeping the current tokens", "err", err)
+		return
+	}
+	log.Info("tokens reloaded", "tokens", len(tokens))
 }
 
 func loadTokens(cfg *config) ([]server.Token, error) {

@@ -140,6 +140,9 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 	return d.stopErr
 }
 
+// Signal sends sig to corsd (SIGHUP to reload its tokens).
+func (d *Daemon) Signal(sig os.Signal) error { return d.cmd.Process.Signal(sig) }
+
 // Kill ends corsd at once with SIGKILL and waits until it has exited,
 // unless Stop or Kill was called before.
 func (d *Daemon) Kill() {
