@@ -29,9 +29,9 @@
 // listening", with addr) and "ready" once the policies are loaded. SIGINT or
 // SIGTERM start a graceful shutdown: health NOT_SERVING and /readyz 503,
 // then a graceful stop bounded by --shutdown-timeout; the exit status is 0.
-// SIGHUP re-reads --tokens-file (a token rotation without a restart): it
-// logs "tokens reloaded", or "token reload failed" and keeps the current
-// tokens when the file is invalid.
+// SIGHUP re-reads --tokens-file and the TLS files (rotations without a
+// restart): it logs "tokens reloaded" and "TLS reloaded", or "token reload
+// failed" / "TLS reload failed" and keeps what is in force.
 package main
 
 import (

@@ -19,14 +19,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/testing/protocmp"
 
@@ -466,4 +469,86 @@ func FuzzParseBootstrap(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRunReloadsOnSIGHUP: SIGHUP makes corsd read its tokens file and its
+// TLS key pair again. New connections get the new certificate and calls
+// need the new token; a broken certificate file is refused and the
+// current one stays.
+func TestRunReloadsOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	tokensFile := filepath.Join(dir, "tokens.yaml")
+	writeServerCert := func(cert tls.Certificate) {
+		t.Helper()
+		writePEM(t, certFile, "CERTIFICATE", cert.Certificate[0])
+		keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writePEM(t, keyFile, "PRIVATE KEY", keyDER)
+	}
+	writeTokens := func(token string) {
+		t.Helper()
+		if err := os.WriteFile(tokensFile, []byte("- name: admin\n  token: "+token+"\n  scopes: [read]\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	caOld, caOldKey := newCA(t)
+	caNew, caNewKey := newCA(t)
+	const newToken = "rotated-token-0123456789abcdef"
+	writeServerCert(issue(t, caOld, caOldKey, "server", true))
+	writeTokens(testToken)
+	d := start(t, "--db", filepath.Join(dir, "corsd.db"), "--tls-cert", certFile, "--tls-key", keyFile, "--tokens-file", tokensFile)
+
+	list := func(ca *x509.Certificate, token string) error {
+		pool := x509.NewCertPool()
+		pool.AddCert(ca)
+		conn := dial(t, d.addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12})))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+		_, err := corsdv1.NewPolicyServiceClient(conn).ListPolicies(ctx, &corsdv1.ListPoliciesRequest{})
+		return err
+	}
+	// hup sends SIGHUP and waits for the n-th line of each msg.
+	hup := func(n int, msgs ...string) {
+		t.Helper()
+		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for _, msg := range msgs {
+			for len(d.logs.Match(msg, nil)) < n {
+				if time.Now().After(deadline) {
+					t.Fatalf("no %q log line after SIGHUP; logs:\n%s", msg, d.logs)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+
+	if err := list(caOld, testToken); err != nil {
+		t.Fatalf("before the rotation: %v", err)
+	}
+	writeServerCert(issue(t, caNew, caNewKey, "server", true))
+	writeTokens(newToken)
+	hup(1, "TLS reloaded", "tokens reloaded")
+	if err := list(caNew, newToken); err != nil {
+		t.Errorf("new certificate and token: %v", err)
+	}
+	if err := list(caOld, newToken); err == nil {
+		t.Errorf("a client trusting only the old CA still connected")
+	}
+	if err := list(caNew, testToken); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("old token after the rotation: %v, want Unauthenticated", err)
+	}
+
+	if err := os.WriteFile(certFile, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hup(1, "TLS reload failed; keeping the current certificate")
+	if err := list(caNew, newToken); err != nil {
+		t.Errorf("after a refused reload: %v", err)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,6 +29,13 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) (err error) {
 	// Code that logs through slog's default (such as the server's status mapping) uses the same handler.
 	slog.SetDefault(log)
 
+	// SIGHUP re-reads the tokens and the TLS files: rotations need no
+	// restart. Caught from the start, so that an early one never kills
+	// the process; handled once serving.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	tokens, err := loadTokens(cfg)
 	if err != nil {
 		return err
@@ -35,9 +43,12 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) (err error) {
 	if len(tokens) == 0 && !server.IsLoopbackAddress(cfg.listen) {
 		return fmt.Errorf("refusing to listen on %s without admin tokens: anyone who reaches it could change the policies; configure tokens (--tokens-file or CORSD_TOKENS) or listen on a loopback address such as 127.0.0.1:8443", cfg.listen)
 	}
-	var creds credentials.TransportCredentials
+	var (
+		creds    credentials.TransportCredentials
+		tlsFiles *tlsFiles
+	)
 	if cfg.tlsCert != "" {
-		if creds, err = loadTLS(cfg); err != nil {
+		if tlsFiles, creds, err = loadTLS(cfg); err != nil {
 			return err
 		}
 	} else if len(tokens) > 0 && !server.IsLoopbackAddress(cfg.listen) {
@@ -141,10 +152,6 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) (err error) {
 		}
 	}()
 
-	// SIGHUP re-reads the tokens: a rotation needs no restart.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	reloadDone := make(chan struct{})
 	defer func() { <-reloadDone }()
 	reloadCtx, stopReload := context.WithCancel(ctx)
@@ -155,6 +162,13 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) (err error) {
 			select {
 			case <-hup:
 				reloadTokens(cfg, srv, log)
+				if tlsFiles != nil {
+					if err := tlsFiles.reload(); err != nil {
+						log.Error("TLS reload failed; keeping the current certificate", "err", err)
+					} else {
+						log.Info("TLS reloaded", "cert", cfg.tlsCert, "client_ca", cfg.tlsClientCA)
+					}
+				}
 			case <-reloadCtx.Done():
 				return
 			}
@@ -249,23 +263,50 @@ func loadTokens(cfg *config) ([]server.Token, error) {
 	return tokens, nil
 }
 
-func loadTLS(cfg *config) (credentials.TransportCredentials, error) {
+// tlsFiles serves the key pair of --tls-cert/--tls-key and the client CAs
+// of --tls-client-ca, read again by reload: a renewed certificate needs no
+// restart. Each handshake uses the set current when it starts.
+type tlsFiles struct {
+	cfg *config
+	cur atomic.Pointer[tls.Config]
+}
+
+func loadTLS(cfg *config) (*tlsFiles, credentials.TransportCredentials, error) {
+	f := &tlsFiles{cfg: cfg}
+	if err := f.reload(); err != nil {
+		return nil, nil, err
+	}
+	base := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return f.cur.Load(), nil
+		},
+	}
+	return f, credentials.NewTLS(base), nil
+}
+
+// reload reads the files; on error the current set stays.
+func (f *tlsFiles) reload() error {
+	cfg := f.cfg
 	cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
 	if err != nil {
-		return nil, fmt.Errorf("load TLS key pair: %w", err)
+		return fmt.Errorf("load TLS key pair: %w", err)
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	// The config returned per handshake replaces gRPC's, so it names h2
+	// itself.
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2"}}
 	if cfg.tlsClientCA != "" {
 		pem, err := os.ReadFile(cfg.tlsClientCA) //nolint:gosec // G304,G703: the operator names the file
 		if err != nil {
-			return nil, fmt.Errorf("read --tls-client-ca: %w", err)
+			return fmt.Errorf("read --tls-client-ca: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls-client-ca %s holds no PEM certificate", cfg.tlsClientCA)
+			return fmt.Errorf("--tls-client-ca %s holds no PEM certificate", cfg.tlsClientCA)
 		}
 		tc.ClientCAs = pool
 		tc.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	return credentials.NewTLS(tc), nil
+	f.cur.Store(tc)
+	return nil
 }
