@@ -62,7 +62,18 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 				}
 			})
 		}
-		time.Sleep(time.Duration(100+rand.IntN(300)) * time.Millisecond)
+		// Kill at a random moment once writes flow, however slow the machine.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			mu.Lock()
+			flowing := n > 0
+			mu.Unlock()
+			if flowing || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
 		d.Kill()
 		wg.Wait()
 		_ = c.Close()
