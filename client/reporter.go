@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/corsd/corsd/internal/policypb"
 	"github.com/corsd/corsd/policy"
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 )
@@ -221,7 +222,7 @@ func (r *Reporter) Flush(ctx context.Context) error {
 			keys = append(keys, k)
 			reports = append(reports, &corsdv1.DecisionReport{
 				Policy: k.policy, PolicyRevision: k.revision,
-				Kind: corsdv1.DecisionKind(k.kind), Allowed: k.allowed, Reason: corsdv1.Reason(k.reason),
+				Kind: policypb.KindProto(k.kind), Allowed: k.allowed, Reason: policypb.ReasonProto(k.reason),
 				Origin: k.origin, Detail: k.detail, ReportOnly: k.reportOnly, Count: part,
 			})
 		}

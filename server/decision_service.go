@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/corsd/corsd/internal/policypb"
 	"github.com/corsd/corsd/policy"
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 	"github.com/corsd/corsd/store"
@@ -85,17 +86,17 @@ func checkRequestSizes(r *policy.Request) error {
 func decisionProto(d *policy.Decision) *corsdv1.Decision {
 	hs := d.Headers()
 	out := &corsdv1.Decision{
-		Kind:           corsdv1.DecisionKind(d.Kind),
+		Kind:           policypb.KindProto(d.Kind),
 		Allowed:        d.Allowed,
 		ReplyStatus:    httpStatus(d.Status),
-		Reason:         corsdv1.Reason(d.Reason),
+		Reason:         policypb.ReasonProto(d.Reason),
 		Message:        d.Message(),
 		Policy:         d.Policy,
 		PolicyRevision: d.Revision,
 	}
 	if d.Policy != "" {
 		// Without a policy there is no mode to report.
-		out.Mode = modeProto(d.Mode)
+		out.Mode = policypb.ModeProto(d.Mode)
 	}
 	if len(hs) > 0 {
 		out.ResponseHeaders = make([]*corsdv1.Header, len(hs))
@@ -113,18 +114,6 @@ func httpStatus(code int) int32 {
 		return 0
 	}
 	return int32(code)
-}
-
-func modeProto(m policy.Mode) corsdv1.Mode {
-	switch m {
-	case policy.ModeEnforce:
-		return corsdv1.Mode_MODE_ENFORCE
-	case policy.ModeReportOnly:
-		return corsdv1.Mode_MODE_REPORT_ONLY
-	case policy.ModeDisabled:
-		return corsdv1.Mode_MODE_DISABLED
-	}
-	return corsdv1.Mode_MODE_UNSPECIFIED
 }
 
 // WatchPolicies streams the requested policies, then their changes.

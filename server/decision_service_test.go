@@ -190,25 +190,6 @@ func TestCheckOriginNotReady(t *testing.T) {
 	}
 }
 
-// TestDecisionReasonsMatchProto: Decision.reason is policy.Reason's number.
-func TestDecisionReasonsMatchProto(t *testing.T) {
-	for r := policy.ReasonUnspecified; r <= policy.ReasonMethodMalformed; r++ {
-		if got, want := corsdv1.Reason(r).String(), "REASON_"+r.String(); got != want {
-			t.Errorf("corsdv1.Reason(%d) = %s, want %s", r, got, want)
-		}
-	}
-	for k := policy.KindUnspecified; k <= policy.KindNotCORS; k++ {
-		if got, want := corsdv1.DecisionKind(k).String(), "DECISION_KIND_"+k.String(); got != want {
-			t.Errorf("corsdv1.DecisionKind(%d) = %s, want %s", k, got, want)
-		}
-	}
-	for m := policy.ModeEnforce; m <= policy.ModeDisabled; m++ {
-		if got, want := modeProto(m).String(), "MODE_"+m.String(); got != want {
-			t.Errorf("modeProto(%v) = %s, want %s", m, got, want)
-		}
-	}
-}
-
 type watchEv struct {
 	Type corsdv1.WatchEventType
 	Name string

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/corsd/corsd/internal/policypb"
 	"github.com/corsd/corsd/policy"
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 	"github.com/corsd/corsd/store"
@@ -46,10 +46,13 @@ func (s *Server) recordReports(ctx context.Context, req *corsdv1.ReportDecisions
 			resp.Dropped++
 			continue
 		}
+		// Validated above.
+		kind, _ := policypb.Kind(r.GetKind())
+		reason, _ := policypb.Reason(r.GetReason())
 		d := policy.Decision{
-			Kind:     policy.Kind(enumByte(int32(r.GetKind()))),
+			Kind:     kind,
 			Allowed:  r.GetAllowed(),
-			Reason:   policy.Reason(enumByte(int32(r.GetReason()))),
+			Reason:   reason,
 			Origin:   r.GetOrigin(),
 			Detail:   r.GetDetail(),
 			Policy:   r.GetPolicy(),
@@ -105,11 +108,11 @@ func checkReports(req *corsdv1.ReportDecisionsRequest) error {
 		if r.GetPolicyRevision() < 0 {
 			add(field("policy_revision"), "is %d; revisions are not negative", r.GetPolicyRevision())
 		}
-		if k := r.GetKind(); k == corsdv1.DecisionKind_DECISION_KIND_UNSPECIFIED || corsdv1.DecisionKind_name[int32(k)] == "" {
-			add(field("kind"), "is %v; use DECISION_KIND_PREFLIGHT, DECISION_KIND_ACTUAL or DECISION_KIND_NOT_CORS", k)
+		if k, ok := policypb.Kind(r.GetKind()); !ok || k == policy.KindUnspecified {
+			add(field("kind"), "is %v; use DECISION_KIND_PREFLIGHT, DECISION_KIND_ACTUAL or DECISION_KIND_NOT_CORS", r.GetKind())
 		}
-		if rs := r.GetReason(); rs == corsdv1.Reason_REASON_UNSPECIFIED || corsdv1.Reason_name[int32(rs)] == "" {
-			add(field("reason"), "is %v; use the decision's reason", rs)
+		if rs, ok := policypb.Reason(r.GetReason()); !ok || rs == policy.ReasonUnspecified {
+			add(field("reason"), "is %v; use the decision's reason", r.GetReason())
 		}
 		if len(r.GetOrigin()) > policy.MaxPatternLength {
 			add(field("origin"), "is %d bytes long, more than the limit of %d; leave it empty", len(r.GetOrigin()), policy.MaxPatternLength)
@@ -125,14 +128,6 @@ func checkReports(req *corsdv1.ReportDecisionsRequest) error {
 		return e
 	}
 	return nil
-}
-
-// enumByte narrows a validated enum value to the engine's uint8 types.
-func enumByte(v int32) uint8 {
-	if v < 0 || v > math.MaxUint8 {
-		return 0
-	}
-	return uint8(v)
 }
 
 func printableASCII(s string) bool {

@@ -1,0 +1,39 @@
+package policypb
+
+import (
+	"math"
+
+	"github.com/corsd/corsd/policy"
+	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
+)
+
+// The engine's Kind and Reason use the API's numbers (TestDecisionEnumsMatch
+// holds them together), so the conversions are casts; these functions are
+// the only places that make them.
+
+// KindProto converts a decision kind to the API's.
+func KindProto(k policy.Kind) corsdv1.DecisionKind { return corsdv1.DecisionKind(k) }
+
+// ReasonProto converts a decision reason to the API's.
+func ReasonProto(r policy.Reason) corsdv1.Reason { return corsdv1.Reason(r) }
+
+// ModeProto converts an engine mode to the API's.
+func ModeProto(m policy.Mode) corsdv1.Mode { return fromMode(m) }
+
+// Kind converts an API decision kind to the engine's; ok is false for a
+// value the API does not define.
+func Kind(k corsdv1.DecisionKind) (policy.Kind, bool) {
+	if _, ok := corsdv1.DecisionKind_name[int32(k)]; !ok || k < 0 || k > math.MaxUint8 {
+		return policy.KindUnspecified, false
+	}
+	return policy.Kind(k), true
+}
+
+// Reason converts an API reason to the engine's; ok is false for a value
+// the API does not define.
+func Reason(r corsdv1.Reason) (policy.Reason, bool) {
+	if _, ok := corsdv1.Reason_name[int32(r)]; !ok || r < 0 || r > math.MaxUint8 {
+		return policy.ReasonUnspecified, false
+	}
+	return policy.Reason(r), true
+}
