@@ -230,7 +230,7 @@ func TestReporterSplitsLargeCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := reportKey{policy: "policies/a", kind: policy.KindActual, reason: policy.ReasonOriginNotAllowed, reportOnly: true}
-	const total = 2*maxReportCount + 7
+	const total = 2*policypb.MaxReportCount + 7
 	r.counts[k] = total
 	if err := r.Flush(t.Context()); err != nil {
 		t.Fatal(err)
@@ -239,8 +239,8 @@ func TestReporterSplitsLargeCounts(t *testing.T) {
 	var n int
 	for _, req := range fake.reqs {
 		for _, rp := range req.GetReports() {
-			if rp.GetCount() < 1 || rp.GetCount() > maxReportCount {
-				t.Errorf("report count %d outside 1..%d", rp.GetCount(), maxReportCount)
+			if rp.GetCount() < 1 || rp.GetCount() > policypb.MaxReportCount {
+				t.Errorf("report count %d outside 1..%d", rp.GetCount(), policypb.MaxReportCount)
 			}
 			sum += rp.GetCount()
 			n++

@@ -17,17 +17,12 @@ import (
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 )
 
-// Limits: corsd accepts maxReportsPerCall reports per call and these
-// lengths. Past maxReportKeys distinct reports, new ones lose their origin
-// and detail; past maxCoarseKeys, decisions are lost.
+// Past maxReportKeys distinct reports, new ones lose their origin and
+// detail; past maxCoarseKeys, decisions are lost. What one call may carry
+// is policypb's Max* limits.
 const (
-	maxReportsPerCall  = 1000
-	maxReportKeys      = 1000
-	maxCoarseKeys      = 2000
-	maxReportedOrigin  = policy.MaxPatternLength
-	maxReportedDetail  = 256
-	maxReporterName    = 128
-	maxReportCount     = 1_000_000_000
+	maxReportKeys      = policypb.MaxReports
+	maxCoarseKeys      = 2 * policypb.MaxReports
 	finalReportTimeout = 5 * time.Second
 )
 
@@ -127,13 +122,8 @@ func NewReporter(c *Client, reporter string, opts ...ReportOption) (*Reporter, e
 	if c == nil {
 		return nil, errors.New("client: NewReporter: nil Client")
 	}
-	if len(reporter) > maxReporterName {
-		return nil, fmt.Errorf("client: reporter name is %d bytes long; use at most %d", len(reporter), maxReporterName)
-	}
-	for i := range len(reporter) {
-		if b := reporter[i]; b < 0x20 || b > 0x7e {
-			return nil, fmt.Errorf("client: reporter name %q has a byte outside printable ASCII; use a service or instance name", reporter)
-		}
+	if !policypb.ValidReporter(reporter) {
+		return nil, fmt.Errorf("client: reporter name %q is not at most %d bytes of printable ASCII; use a service or instance name", reporter, policypb.MaxReporterLength)
 	}
 	cfg := reportConfig{interval: 10 * time.Second, logger: slog.Default()}
 	for _, o := range opts {
@@ -157,10 +147,10 @@ func (r *Reporter) record(d *policy.Decision, reportOnly bool) {
 		policy: d.Policy, revision: d.Revision, kind: d.Kind, reason: d.Reason,
 		allowed: d.Allowed, reportOnly: reportOnly, origin: d.Origin, detail: d.Detail,
 	}
-	if len(k.origin) > maxReportedOrigin {
+	if len(k.origin) > policy.MaxPatternLength {
 		k.origin = ""
 	}
-	if len(k.detail) > maxReportedDetail {
+	if len(k.detail) > policypb.MaxReportDetailLength {
 		k.detail = ""
 	}
 	r.mu.Lock()
@@ -214,10 +204,10 @@ func (r *Reporter) Flush(ctx context.Context) error {
 	keys := make([]reportKey, 0, len(pending))
 	reports := make([]*corsdv1.DecisionReport, 0, len(pending))
 	for k, n := range pending {
-		// corsd takes at most maxReportCount per report: a larger count
+		// corsd takes at most MaxReportCount per report: a larger count
 		// (kept across a long outage) goes in several.
 		for n > 0 {
-			part := min(n, maxReportCount)
+			part := min(n, policypb.MaxReportCount)
 			n -= part
 			keys = append(keys, k)
 			reports = append(reports, &corsdv1.DecisionReport{
@@ -228,7 +218,7 @@ func (r *Reporter) Flush(ctx context.Context) error {
 		}
 	}
 	for sent := 0; sent < len(reports); {
-		chunk := reports[sent:min(len(reports), sent+maxReportsPerCall)]
+		chunk := reports[sent:min(len(reports), sent+policypb.MaxReports)]
 		if _, err := r.c.decisions.ReportDecisions(ctx, &corsdv1.ReportDecisionsRequest{Reporter: r.name, Reports: chunk}); err != nil {
 			invalid := status.Code(err) == codes.InvalidArgument
 			r.mu.Lock()

@@ -15,14 +15,6 @@ import (
 	"github.com/corsd/corsd/store"
 )
 
-// Limits of one ReportDecisions call, as the API documents them.
-const (
-	maxReports         = 1000
-	maxReporterLen     = 128
-	maxReportDetailLen = 256
-	maxReportCount     = 1_000_000_000
-)
-
 // ReportDecisions records decisions that an SDK made locally.
 func (d *decisionService) ReportDecisions(ctx context.Context, req *corsdv1.ReportDecisionsRequest) (*corsdv1.ReportDecisionsResponse, error) {
 	resp, err := d.s.recordReports(ctx, req)
@@ -91,12 +83,12 @@ func checkReports(req *corsdv1.ReportDecisionsRequest) error {
 	add := func(field, format string, args ...any) {
 		e.violations = append(e.violations, violation{field: field, description: fmt.Sprintf(format, args...)})
 	}
-	if rep := req.GetReporter(); len(rep) > maxReporterLen || !printableASCII(rep) {
-		add("reporter", "must be at most %d bytes of printable ASCII; use a service or instance name", maxReporterLen)
+	if !policypb.ValidReporter(req.GetReporter()) {
+		add("reporter", "must be at most %d bytes of printable ASCII; use a service or instance name", policypb.MaxReporterLength)
 	}
 	reports := req.GetReports()
-	if len(reports) > maxReports {
-		add("reports", "has %d entries, more than the limit of %d; send them in several calls", len(reports), maxReports)
+	if len(reports) > policypb.MaxReports {
+		add("reports", "has %d entries, more than the limit of %d; send them in several calls", len(reports), policypb.MaxReports)
 		return e
 	}
 	for i, r := range reports {
@@ -117,24 +109,15 @@ func checkReports(req *corsdv1.ReportDecisionsRequest) error {
 		if len(r.GetOrigin()) > policy.MaxPatternLength {
 			add(field("origin"), "is %d bytes long, more than the limit of %d; leave it empty", len(r.GetOrigin()), policy.MaxPatternLength)
 		}
-		if len(r.GetDetail()) > maxReportDetailLen {
-			add(field("detail"), "is %d bytes long, more than the limit of %d; leave it empty", len(r.GetDetail()), maxReportDetailLen)
+		if len(r.GetDetail()) > policypb.MaxReportDetailLength {
+			add(field("detail"), "is %d bytes long, more than the limit of %d; leave it empty", len(r.GetDetail()), policypb.MaxReportDetailLength)
 		}
-		if c := r.GetCount(); c < 1 || c > maxReportCount {
-			add(field("count"), "is %d; it must be 1 to %d", c, maxReportCount)
+		if c := r.GetCount(); c < 1 || c > policypb.MaxReportCount {
+			add(field("count"), "is %d; it must be 1 to %d", c, policypb.MaxReportCount)
 		}
 	}
 	if len(e.violations) > 0 {
 		return e
 	}
 	return nil
-}
-
-func printableASCII(s string) bool {
-	for i := range len(s) {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/corsd/corsd/internal/corsdtest"
+	"github.com/corsd/corsd/internal/policypb"
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 )
 
@@ -44,13 +45,13 @@ func TestReportDecisionsValidation(t *testing.T) {
 		{name: "no reason", req: with(func(r *corsdv1.DecisionReport) { r.Reason = 0 }), fields: []string{"reports[1].reason"}},
 		{name: "unknown reason", req: with(func(r *corsdv1.DecisionReport) { r.Reason = 999 }), fields: []string{"reports[1].reason"}},
 		{name: "zero count", req: with(func(r *corsdv1.DecisionReport) { r.Count = 0 }), fields: []string{"reports[1].count"}},
-		{name: "huge count", req: with(func(r *corsdv1.DecisionReport) { r.Count = maxReportCount + 1 }), fields: []string{"reports[1].count"}},
+		{name: "huge count", req: with(func(r *corsdv1.DecisionReport) { r.Count = policypb.MaxReportCount + 1 }), fields: []string{"reports[1].count"}},
 		{name: "long origin", req: with(func(r *corsdv1.DecisionReport) { r.Origin = strings.Repeat("o", 1025) }), fields: []string{"reports[1].origin"}},
-		{name: "long detail", req: with(func(r *corsdv1.DecisionReport) { r.Detail = strings.Repeat("d", maxReportDetailLen+1) }), fields: []string{"reports[1].detail"}},
+		{name: "long detail", req: with(func(r *corsdv1.DecisionReport) { r.Detail = strings.Repeat("d", policypb.MaxReportDetailLength+1) }), fields: []string{"reports[1].detail"}},
 		{name: "every problem at once", req: with(func(r *corsdv1.DecisionReport) { r.Policy, r.Kind, r.Count = "x", 0, -5 }), fields: []string{"reports[1].policy", "reports[1].kind", "reports[1].count"}},
 		{name: "reporter with a newline", req: &corsdv1.ReportDecisionsRequest{Reporter: "svc\nfake log line"}, fields: []string{"reporter"}},
-		{name: "long reporter", req: &corsdv1.ReportDecisionsRequest{Reporter: strings.Repeat("r", maxReporterLen+1)}, fields: []string{"reporter"}},
-		{name: "too many reports", req: &corsdv1.ReportDecisionsRequest{Reports: make([]*corsdv1.DecisionReport, maxReports+1)}, fields: []string{"reports"}},
+		{name: "long reporter", req: &corsdv1.ReportDecisionsRequest{Reporter: strings.Repeat("r", policypb.MaxReporterLength+1)}, fields: []string{"reporter"}},
+		{name: "too many reports", req: &corsdv1.ReportDecisionsRequest{Reports: make([]*corsdv1.DecisionReport, policypb.MaxReports+1)}, fields: []string{"reports"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

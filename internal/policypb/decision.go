@@ -37,3 +37,27 @@ func Reason(r corsdv1.Reason) (policy.Reason, bool) {
 	}
 	return policy.Reason(r), true
 }
+
+// Limits of one ReportDecisions call, as the API documents them: the
+// server enforces them and the SDK stays within them. A report's origin is
+// at most policy.MaxPatternLength bytes.
+const (
+	MaxReports            = 1000
+	MaxReporterLength     = 128
+	MaxReportDetailLength = 256
+	MaxReportCount        = 1_000_000_000
+)
+
+// ValidReporter reports whether s may name a reporter: at most
+// MaxReporterLength bytes of printable ASCII (it lands in logs verbatim).
+func ValidReporter(s string) bool {
+	if len(s) > MaxReporterLength {
+		return false
+	}
+	for i := range len(s) {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
