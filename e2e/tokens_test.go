@@ -47,12 +47,8 @@ func TestTokenRotationOnSIGHUP(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		defer cancel()
-		for len(d.Logs().Match(msg, nil)) < n {
-			select {
-			case <-ctx.Done():
-				t.Fatalf("no %q log line after SIGHUP; logs:\n%s", msg, d.Logs())
-			case <-time.After(10 * time.Millisecond):
-			}
+		if _, err := d.Logs().WaitNth(ctx, msg, n); err != nil {
+			t.Fatalf("after SIGHUP: %v; logs:\n%s", err, d.Logs())
 		}
 	}
 

@@ -517,13 +517,11 @@ func TestRunReloadsOnSIGHUP(t *testing.T) {
 		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(10 * time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		for _, msg := range msgs {
-			for len(d.logs.Match(msg, nil)) < n {
-				if time.Now().After(deadline) {
-					t.Fatalf("no %q log line after SIGHUP; logs:\n%s", msg, d.logs)
-				}
-				time.Sleep(10 * time.Millisecond)
+			if _, err := d.logs.WaitNth(ctx, msg, n); err != nil {
+				t.Fatalf("after SIGHUP: %v; logs:\n%s", err, d.logs)
 			}
 		}
 	}

@@ -114,10 +114,15 @@ func (l *Logs) Find(msg string) map[string]any {
 	return l.find(msg)
 }
 
-func (l *Logs) find(msg string) map[string]any {
+func (l *Logs) find(msg string) map[string]any { return l.nth(msg, 1) }
+
+// nth returns the n-th line whose msg is msg, or nil. l.mu must be held.
+func (l *Logs) nth(msg string, n int) map[string]any {
 	for _, m := range l.lines {
 		if m["msg"] == msg {
-			return m
+			if n--; n == 0 {
+				return m
+			}
 		}
 	}
 	return nil
@@ -148,9 +153,15 @@ next:
 // Wait returns the first JSON line whose msg is msg, waiting for it until
 // ctx is done or the output ends (ErrLogsClosed).
 func (l *Logs) Wait(ctx context.Context, msg string) (map[string]any, error) {
+	return l.WaitNth(ctx, msg, 1)
+}
+
+// WaitNth returns the n-th JSON line whose msg is msg (n from 1), waiting
+// as Wait does: for a line that each of several events logs.
+func (l *Logs) WaitNth(ctx context.Context, msg string, n int) (map[string]any, error) {
 	for {
 		l.mu.Lock()
-		m, closed := l.find(msg), l.closed
+		m, closed := l.nth(msg, n), l.closed
 		if l.changed == nil {
 			l.changed = make(chan struct{})
 		}
@@ -160,12 +171,12 @@ func (l *Logs) Wait(ctx context.Context, msg string) (map[string]any, error) {
 		case m != nil:
 			return m, nil
 		case closed:
-			return nil, fmt.Errorf("%w without a %q line", ErrLogsClosed, msg)
+			return nil, fmt.Errorf("%w without %d %q lines", ErrLogsClosed, n, msg)
 		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("corsdtest: no %q line: %w", msg, context.Cause(ctx))
+			return nil, fmt.Errorf("corsdtest: no %d %q lines: %w", n, msg, context.Cause(ctx))
 		}
 	}
 }

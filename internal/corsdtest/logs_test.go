@@ -3,6 +3,7 @@ package corsdtest
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -120,6 +121,26 @@ func TestLogsWait(t *testing.T) {
 		m, err := l.Wait(ctx, "ready")
 		if err != nil || m["n"] != float64(1) {
 			t.Fatalf(`Wait("ready") = %v, %v; want the ready line`, m, err)
+		}
+	})
+	t.Run("n-th line", func(t *testing.T) {
+		var l Logs
+		go func() {
+			for i := 1; i <= 3; i++ {
+				time.Sleep(10 * time.Millisecond)
+				_, _ = l.Write([]byte(`{"msg":"reloaded","n":` + strconv.Itoa(i) + `}` + "\n"))
+			}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		m, err := l.WaitNth(ctx, "reloaded", 3)
+		if err != nil || m["n"] != float64(3) {
+			t.Fatalf(`WaitNth("reloaded", 3) = %v, %v; want the third line`, m, err)
+		}
+		short, cancelShort := context.WithTimeout(context.Background(), 30*time.Millisecond)
+		defer cancelShort()
+		if _, err := l.WaitNth(short, "reloaded", 4); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf(`WaitNth("reloaded", 4) error = %v, want DeadlineExceeded`, err)
 		}
 	})
 	t.Run("ctx done", func(t *testing.T) {
