@@ -106,9 +106,9 @@ func TestGrpcurl(t *testing.T) {
 	}
 	root := corsdtest.MustModuleRoot(t)
 	gc := corsdtest.MustTool(t, root, "grpcurl")
-	allowedJSON, err := os.ReadFile(filepath.Join(root, "..", "shared", "testdata", "extauthz", "allowed.json"))
+	allowedJSON, err := os.ReadFile(filepath.Join(root, "testdata", "extauthz", "allowed.json"))
 	if err != nil {
-		t.Fatalf("ext_authz fixture (shared/testdata beside the repository): %v", err)
+		t.Fatalf("ext_authz fixture (testdata/extauthz): %v", err)
 	}
 	bin := corsdtest.MustBuild(t, "./cmd/corsd")
 	dir := t.TempDir()

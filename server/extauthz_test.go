@@ -397,12 +397,12 @@ func TestExtAuthzCheckUnavailable(t *testing.T) {
 	}
 }
 
-// extauthzTestdata are the shared CheckRequests, as Envoy sends them.
+// extauthzTestdata are the repository's CheckRequests (testdata/extauthz), as Envoy sends them.
 var extauthzTestdata = []string{"preflight", "allowed", "disallowed"}
 
 func loadExtauthzRequest(tb testing.TB, name string) *authv3.CheckRequest {
 	tb.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "shared", "testdata", "extauthz", name+".json"))
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "extauthz", name+".json"))
 	if err != nil {
 		tb.Fatalf("read testdata: %v", err)
 	}

@@ -15,7 +15,7 @@
 // out of its environment), creates the policy through the admin API
 // (loopback, so no token), starts the no-op server in process, and drives
 // both with the pinned ghz binary (bin/ghz, else ghz on PATH; using server
-// reflection) on the shared testdata payloads. Every run is bounded; the
+// reflection) on the testdata/extauthz payloads. Every run is bounded; the
 // processes it starts are stopped on exit.
 package main
 
@@ -87,7 +87,7 @@ func run() error {
 		return err
 	}
 	var o options
-	flag.StringVar(&o.payloads, "payloads", filepath.Join(root, "..", "shared", "testdata", "extauthz"), "directory holding preflight.json, allowed.json and disallowed.json (CheckRequests)")
+	flag.StringVar(&o.payloads, "payloads", filepath.Join(root, "testdata", "extauthz"), "directory holding preflight.json, allowed.json and disallowed.json (CheckRequests)")
 	flag.IntVar(&o.concurrency, "c", 50, "ghz concurrency of the throughput runs")
 	flag.IntVar(&o.total, "n", 20000, "requests per throughput run")
 	flag.IntVar(&o.rate, "rps", 1000, "request rate of the fixed-rate runs")
