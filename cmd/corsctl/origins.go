@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
@@ -63,7 +65,7 @@ func (a *app) originsAddCmd() *cobra.Command {
 			}
 			resp, err := c.Policies().AddOrigin(ctx, &corsdv1.AddOriginRequest{Policy: policyName(args[0]), Origin: r, Etag: etag})
 			if err != nil {
-				return err
+				return fmt.Errorf("add %s to %s: %w", args[1], policyName(args[0]), err)
 			}
 			if a.output == "table" {
 				return a.printf("%s now trusts %s (revision %d)\n", resp.GetPolicy().GetName(), args[1], resp.GetPolicy().GetRevision())
@@ -96,7 +98,7 @@ func (a *app) originsRemoveCmd() *cobra.Command {
 			defer cancel()
 			resp, err := c.Policies().RemoveOrigin(ctx, &corsdv1.RemoveOriginRequest{Policy: policyName(args[0]), Pattern: args[1], Etag: etag})
 			if err != nil {
-				return err
+				return fmt.Errorf("remove %s from %s: %w", args[1], policyName(args[0]), err)
 			}
 			if a.output == "table" {
 				return a.printf("%s no longer trusts %s (revision %d)\n", resp.GetPolicy().GetName(), args[1], resp.GetPolicy().GetRevision())

@@ -171,7 +171,7 @@ func (a *app) policiesDeleteCmd() *cobra.Command {
 			name := policyName(args[0])
 			resp, err := c.Policies().DeletePolicy(ctx, &corsdv1.DeletePolicyRequest{Name: name, Etag: etag})
 			if err != nil {
-				return err
+				return fmt.Errorf("delete %s: %w", name, err)
 			}
 			if a.output == "table" {
 				return a.printf("%s deleted (revision %d)\n", name, resp.GetRevision())
@@ -246,8 +246,12 @@ func (a *app) getPolicy(cmd *cobra.Command, arg string) (*corsdv1.Policy, error)
 		return nil, err
 	}
 	defer cancel()
-	resp, err := c.Policies().GetPolicy(ctx, &corsdv1.GetPolicyRequest{Name: policyName(arg)})
-	return resp.GetPolicy(), err
+	name := policyName(arg)
+	resp, err := c.Policies().GetPolicy(ctx, &corsdv1.GetPolicyRequest{Name: name})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return resp.GetPolicy(), nil
 }
 
 // applyPolicy creates want if missing, updates it if it differs from the
