@@ -154,6 +154,8 @@ any other failure; 2 on a usage error.`
 		a.checkCmd(),
 		a.changesCmd(),
 		a.exportCmd(),
+		a.diffCmd(),
+		a.applyCmd(),
 		a.importCmd(),
 		a.backupCmd(),
 		a.versionCmd(),
