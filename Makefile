@@ -68,9 +68,12 @@ build: ## Build corsd and corsctl into ./bin
 	go build -o $(BIN)/corsd ./cmd/corsd
 	go build -o $(BIN)/corsctl ./cmd/corsctl
 
+.PHONY: quickstart
+quickstart: $(BIN)/grpcurl build ## Install only what the quick start needs into ./bin: corsd, corsctl, grpcurl (about a minute)
+
 .PHONY: run
-run: ## Run corsd on loopback with the embedded bbolt store (./corsd.db)
-	go run ./cmd/corsd --listen $(ADDR) --http-listen $(HTTP) --db $(DB)
+run: quickstart ## Build corsd, corsctl and grpcurl into ./bin, then run corsd on loopback with ./corsd.db
+	$(BIN)/corsd --listen $(ADDR) --http-listen $(HTTP) --db $(DB)
 
 .PHONY: lint
 lint: $(TOOLS) ## go vet, golangci-lint, buf lint and format check
