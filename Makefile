@@ -88,6 +88,32 @@ check-generated: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## Fa
 	buf generate -o $$tmp; \
 	diff -r -x '*.proto' $$tmp/proto proto || { echo "generated code is stale: run 'make proto' and commit"; exit 1; }
 
+# buf breaking compares the API with main: the local branch, else the
+# remote-tracking one, else main fetched from origin (a CI checkout of a
+# pull request holds neither), through the common git directory (a
+# worktree's .git is a file). BREAKING_AGAINST overrides,
+# e.g. BREAKING_AGAINST='.git#tag=v1.0.0'.
+BREAKING_AGAINST ?=
+
+.PHONY: check-breaking
+check-breaking: $(BIN)/buf ## Fail when the API breaks compatibility with main (buf breaking, FILE rules)
+	@against='$(BREAKING_AGAINST)'; \
+	if [ -z "$$against" ]; then \
+	  gitdir=$$(git rev-parse --path-format=absolute --git-common-dir); \
+	  for ref in refs/heads/main refs/remotes/origin/main; do \
+	    if git rev-parse -q --verify "$$ref^{commit}" >/dev/null; then against="$$gitdir#ref=$$ref"; break; fi; \
+	  done; \
+	fi; \
+	if [ -z "$$against" ] && git remote get-url origin >/dev/null 2>&1 && \
+	   git fetch -q --depth=50 origin +refs/heads/main:refs/remotes/origin/main; then \
+	  against="$$(git rev-parse --path-format=absolute --git-common-dir)#ref=refs/remotes/origin/main"; \
+	fi; \
+	if [ -z "$$against" ]; then \
+	  echo "check-breaking: no main branch to compare the API with: git fetch origin main, or set BREAKING_AGAINST"; exit 1; \
+	fi; \
+	echo "buf breaking --against $$against"; \
+	buf breaking --against "$$against"
+
 .PHONY: check-tidy
 check-tidy: ## Fail when go.mod/go.sum are not tidy
 	go mod tidy -diff
@@ -108,7 +134,7 @@ fuzz: ## Run every fuzz target FUZZTIME (executions) each: make fuzz FUZZTIME=10
 	done
 
 .PHONY: test
-test: lint check-generated check-tidy unit fuzz ## What CI runs: lint, freshness, tidy, race tests, short fuzz pass
+test: lint check-generated check-breaking check-tidy unit fuzz ## What CI runs: lint, freshness, API compatibility, tidy, race tests, short fuzz pass
 
 .PHONY: e2e
 e2e: $(BIN)/grpcurl chromium ## End-to-end tests against real binaries and headless Chromium
