@@ -81,5 +81,8 @@ to --request-headers). Without --policy, corsd selects the policy by --host.`,
 	f.StringVar(&requestHeaders, "request-headers", "", "with --preflight: Access-Control-Request-Headers, such as content-type,x-api-key")
 	f.BoolVar(&privateNetwork, "private-network", false, "with --preflight: ask for private network access")
 	f.StringVar(&secFetchSite, "sec-fetch-site", "", "the Sec-Fetch-Site header (cross-site, same-site, same-origin, none)")
+	_ = cmd.RegisterFlagCompletionFunc("policy", func(cmd *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		return a.completePolicy(cmd, nil, toComplete)
+	})
 	return cmd
 }

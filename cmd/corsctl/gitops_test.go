@@ -215,3 +215,31 @@ func TestReadPolicySource(t *testing.T) {
 		t.Errorf("empty directory: %v", err)
 	}
 }
+
+// TestCompletePolicyNames: Tab after a command that takes a policy offers
+// the ids corsd holds; with corsd unreachable, nothing (and no files).
+func TestCompletePolicyNames(t *testing.T) {
+	addr := startCorsd(t)
+	if r := corsctl(t, "--addr", addr, "apply", "-f", "testdata/more.yaml"); r.code != 0 {
+		t.Fatalf("apply: %s", r.stderr)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "get", args: []string{"__complete", "--addr", addr, "policies", "get", ""}, want: "billing\ndocs\n:4\n"},
+		{name: "prefix", args: []string{"__complete", "--addr", addr, "origins", "add", "d"}, want: "docs\n:4\n"},
+		{name: "second argument", args: []string{"__complete", "--addr", addr, "origins", "add", "docs", ""}, want: ":4\n"},
+		{name: "flag", args: []string{"__complete", "--addr", addr, "check", "--policy", "b"}, want: "billing\n:4\n"},
+		{name: "unreachable", args: []string{"__complete", "--addr", "127.0.0.1:1", "--timeout", "1s", "policies", "get", ""}, want: ":5\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := corsctl(t, tt.args...)
+			if r.code != 0 || r.stdout != tt.want {
+				t.Errorf("corsctl %s: exit %d, stdout %q, want %q\nstderr:\n%s", strings.Join(tt.args, " "), r.code, r.stdout, tt.want, r.stderr)
+			}
+		})
+	}
+}

@@ -17,9 +17,10 @@ func (a *app) originsCmd() *cobra.Command {
 
 func (a *app) originsListCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "list POLICY",
-		Short: "List the trusted origins of POLICY",
-		Args:  needArgs("POLICY"),
+		Use:               "list POLICY",
+		Short:             "List the trusted origins of POLICY",
+		Args:              needArgs("POLICY"),
+		ValidArgsFunction: a.completePolicy,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pol, err := a.getPolicy(cmd, args[0])
 			if err != nil {
@@ -49,7 +50,8 @@ func (a *app) originsAddCmd() *cobra.Command {
 		Example: `  corsctl origins add acme https://app.example.com --credentials --description "the SPA"
   corsctl origins add acme 'https://*.preview.example.com'
   corsctl origins add acme 'http://localhost:*'`,
-		Args: needArgs("POLICY", "ORIGIN"),
+		Args:              needArgs("POLICY", "ORIGIN"),
+		ValidArgsFunction: a.completePolicy,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel, c, err := a.call(cmd)
 			if err != nil {
@@ -87,9 +89,10 @@ func (a *app) originsAddCmd() *cobra.Command {
 func (a *app) originsRemoveCmd() *cobra.Command {
 	var etag string
 	cmd := &cobra.Command{
-		Use:   "remove POLICY ORIGIN",
-		Short: "Stop trusting ORIGIN in POLICY",
-		Args:  needArgs("POLICY", "ORIGIN"),
+		Use:               "remove POLICY ORIGIN",
+		Short:             "Stop trusting ORIGIN in POLICY",
+		Args:              needArgs("POLICY", "ORIGIN"),
+		ValidArgsFunction: a.completePolicy,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel, c, err := a.call(cmd)
 			if err != nil {

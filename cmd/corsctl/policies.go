@@ -54,9 +54,10 @@ func (a *app) policiesListCmd() *cobra.Command {
 
 func (a *app) policiesGetCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show one policy (NAME is policies/{id} or {id})",
-		Args:  needArgs("NAME"),
+		Use:               "get NAME",
+		Short:             "Show one policy (NAME is policies/{id} or {id})",
+		Args:              needArgs("NAME"),
+		ValidArgsFunction: a.completePolicy,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pol, err := a.getPolicy(cmd, args[0])
 			if err != nil {
@@ -156,9 +157,10 @@ func validatedOr(validateOnly bool, action string) string {
 func (a *app) policiesDeleteCmd() *cobra.Command {
 	var etag string
 	cmd := &cobra.Command{
-		Use:   "delete NAME",
-		Short: "Delete a policy (with --etag, only if it did not change since you read it)",
-		Args:  needArgs("NAME"),
+		Use:               "delete NAME",
+		Short:             "Delete a policy (with --etag, only if it did not change since you read it)",
+		Args:              needArgs("NAME"),
+		ValidArgsFunction: a.completePolicy,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel, c, err := a.call(cmd)
 			if err != nil {
