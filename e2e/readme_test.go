@@ -68,7 +68,13 @@ func readmeRunArgs(t *testing.T, root, bin string) []string {
 	t.Helper()
 	cmd := exec.Command("make", "--no-print-directory", "-n", "run", "BIN="+bin)
 	cmd.Dir = root
-	cmd.Env = corsdtest.Env()
+	// Under make test, the outer make's flags (a jobserver, -k) must not
+	// reach this dry run.
+	for _, kv := range corsdtest.Env() {
+		if k, _, _ := strings.Cut(kv, "="); k != "MAKEFLAGS" && k != "MFLAGS" && k != "MAKELEVEL" {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("make -n run: %v\n%s", err, out)
