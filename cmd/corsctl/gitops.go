@@ -73,29 +73,38 @@ func (p *plan) changes() int {
 // policy at once.
 func normalizeSource(src []sourcePolicy) ([]sourcePolicy, error) {
 	out := make([]sourcePolicy, 0, len(src))
-	var errs []string
+	var (
+		b        strings.Builder
+		problems int
+	)
 	for _, sp := range src {
 		norm, _, err := policypb.Normalize(writable(sp.policy))
 		if err != nil {
+			fmt.Fprintf(&b, "\n  %s (%s):", sp.policy.GetName(), sp.file)
 			fes := policy.FieldErrors(err)
 			if len(fes) == 0 {
-				errs = append(errs, fmt.Sprintf("%s (%s): %v", sp.policy.GetName(), sp.file, err))
-				continue
+				problems++
+				fmt.Fprintf(&b, "\n    %v", err)
 			}
 			for _, fe := range fes {
+				problems++
 				desc := fe.Reason
 				if fe.Fix != "" {
 					desc += "; " + fe.Fix
 				}
-				errs = append(errs, fmt.Sprintf("%s (%s): %s: %s", sp.policy.GetName(), sp.file, fe.Field, desc))
+				fmt.Fprintf(&b, "\n    %s: %s", fe.Field, desc)
 			}
 			continue
 		}
 		norm.Name = sp.policy.GetName()
 		out = append(out, sourcePolicy{policy: authored(norm), file: sp.file})
 	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("corsctl: %d problem(s) in the policy files, nothing was sent to corsd:\n  %s\nFix these fields and try again", len(errs), strings.Join(errs, "\n  "))
+	if problems > 0 {
+		noun := "problems"
+		if problems == 1 {
+			noun = "problem"
+		}
+		return nil, fmt.Errorf("corsctl: the policy files hold %d %s; nothing was sent to corsd:%s\nFix these fields and try again", problems, noun, b.String())
 	}
 	return out, nil
 }
@@ -139,14 +148,10 @@ func makePlan(ctx context.Context, c *client.Client, src []sourcePolicy, prune b
 		}
 	}
 	// Deletes first (a policy renamed in git frees its hosts before its
-	// successor claims them), then updates, then creates; by name within.
+	// successor claims them), then updates, then creates; within each, the
+	// order of the files (deletes by name).
 	rank := map[planAction]int{actionDelete: 0, actionUpdate: 1, actionCreate: 2, actionUnchanged: 3}
-	slices.SortStableFunc(pl.items, func(a, b planItem) int {
-		if d := rank[a.action] - rank[b.action]; d != 0 {
-			return d
-		}
-		return strings.Compare(a.name, b.name)
-	})
+	slices.SortStableFunc(pl.items, func(a, b planItem) int { return rank[a.action] - rank[b.action] })
 	pl.digest = digestOf(want)
 	return pl, nil
 }
