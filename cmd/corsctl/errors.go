@@ -67,7 +67,7 @@ func (a *app) describe(err error) string {
 		fmt.Fprintf(&b, "permission denied: %s\nUse a token with the needed scope: read (to read), write (to change), check (for decisions).", msg)
 	case codes.Unavailable:
 		if cause, ok := transportCause(msg); ok {
-			fmt.Fprintf(&b, "cannot reach corsd at %s (%s).\nIs corsd running there? Start it with: make run (or set --addr / CORSD_ADDR).", addr, cause)
+			fmt.Fprintf(&b, "cannot reach corsd at %s (%s).\nIs corsd running at %s? Start it with: make run (or set --addr / CORSD_ADDR).", addr, cause, addr)
 			break
 		}
 		fmt.Fprintf(&b, "corsd at %s is unavailable: %s\nRetry shortly.", addr, msg)
