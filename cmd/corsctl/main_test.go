@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/corsd/corsd/server"
 	"github.com/corsd/corsd/store/boltstore"
@@ -409,6 +410,20 @@ func FuzzParsePolicies(f *testing.F) {
 		j2, err := marshalMessages(true, policiesAsMessages(again)...)
 		if err != nil || !bytes.Equal(j, j2) {
 			t.Fatalf("round trip changed the policies:\n%s\n%s", j, j2)
+		}
+		// export's YAML reads back as the same authored policies.
+		y, err := policyYAML(true, ps...)
+		if err != nil {
+			t.Fatalf("export of accepted policies: %v", err)
+		}
+		back, err := parsePolicies(y)
+		if err != nil || len(back) != len(ps) {
+			t.Fatalf("parse of exported YAML: %v\n%s", err, y)
+		}
+		for i := range ps {
+			if !proto.Equal(authored(ps[i]), back[i]) {
+				t.Fatalf("export round trip changed policy #%d:\n%v\n%v\n%s", i+1, authored(ps[i]), back[i], y)
+			}
 		}
 	})
 }
