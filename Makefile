@@ -68,9 +68,12 @@ build: ## Build corsd and corsctl into ./bin
 	go build -o $(BIN)/corsd ./cmd/corsd
 	go build -o $(BIN)/corsctl ./cmd/corsctl
 
+.PHONY: quickstart
+quickstart: $(BIN)/grpcurl build ## Install only what the quick start needs into ./bin: corsd, corsctl, grpcurl (about a minute)
+
 .PHONY: run
-run: ## Run corsd on loopback with the embedded bbolt store (./corsd.db)
-	go run ./cmd/corsd --listen $(ADDR) --http-listen $(HTTP) --db $(DB)
+run: quickstart ## Build corsd, corsctl and grpcurl into ./bin, then run corsd on loopback with ./corsd.db
+	$(BIN)/corsd --listen $(ADDR) --http-listen $(HTTP) --db $(DB)
 
 .PHONY: lint
 lint: $(TOOLS) ## go vet, golangci-lint, buf lint and format check
@@ -84,6 +87,32 @@ check-generated: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## Fa
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
 	buf generate -o $$tmp; \
 	diff -r -x '*.proto' $$tmp/proto proto || { echo "generated code is stale: run 'make proto' and commit"; exit 1; }
+
+# buf breaking compares the API with main: the local branch, else the
+# remote-tracking one, else main fetched from origin (a CI checkout of a
+# pull request holds neither), through the common git directory (a
+# worktree's .git is a file). BREAKING_AGAINST overrides,
+# e.g. BREAKING_AGAINST='.git#tag=v1.0.0'.
+BREAKING_AGAINST ?=
+
+.PHONY: check-breaking
+check-breaking: $(BIN)/buf ## Fail when the API breaks compatibility with main (buf breaking, FILE rules)
+	@against='$(BREAKING_AGAINST)'; \
+	if [ -z "$$against" ]; then \
+	  gitdir=$$(git rev-parse --path-format=absolute --git-common-dir); \
+	  for ref in refs/heads/main refs/remotes/origin/main; do \
+	    if git rev-parse -q --verify "$$ref^{commit}" >/dev/null; then against="$$gitdir#ref=$$ref"; break; fi; \
+	  done; \
+	fi; \
+	if [ -z "$$against" ] && git remote get-url origin >/dev/null 2>&1 && \
+	   git fetch -q --depth=50 origin +refs/heads/main:refs/remotes/origin/main; then \
+	  against="$$(git rev-parse --path-format=absolute --git-common-dir)#ref=refs/remotes/origin/main"; \
+	fi; \
+	if [ -z "$$against" ]; then \
+	  echo "check-breaking: no main branch to compare the API with: git fetch origin main, or set BREAKING_AGAINST"; exit 1; \
+	fi; \
+	echo "buf breaking --against $$against"; \
+	buf breaking --against "$$against"
 
 .PHONY: check-tidy
 check-tidy: ## Fail when go.mod/go.sum are not tidy
@@ -105,7 +134,7 @@ fuzz: ## Run every fuzz target FUZZTIME (executions) each: make fuzz FUZZTIME=10
 	done
 
 .PHONY: test
-test: lint check-generated check-tidy unit fuzz ## What CI runs: lint, freshness, tidy, race tests, short fuzz pass
+test: lint check-generated check-breaking check-tidy unit fuzz ## What CI runs: lint, freshness, API compatibility, tidy, race tests, short fuzz pass
 
 .PHONY: e2e
 e2e: $(BIN)/grpcurl chromium ## End-to-end tests against real binaries and headless Chromium
@@ -119,7 +148,37 @@ bench: ## Go benchmarks (engine, store, SDK, server decision paths)
 loadtest: $(BIN)/ghz ## ghz against corsd and a no-op ext_authz server
 	go run ./internal/loadtest
 
+# Release builds: static (CGO_ENABLED=0), -trimpath, no build ID, VCS
+# stamping on, so that a commit always gives the same bytes with the same Go
+# toolchain. The version and revision come from the build info.
+PLATFORMS     ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+DIST          ?= $(CURDIR)/dist
+RELEASE_FLAGS := -trimpath -buildvcs=true -ldflags=-buildid=
+
+.PHONY: release-build
+release-build:
+	@test -n "$(OUT)" || { echo "release-build needs OUT=DIR"; exit 1; }
+	@mkdir -p $(OUT)
+	@for p in $(PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; \
+	  for cmd in corsd corsctl; do \
+	    echo "build $$cmd $$os/$$arch"; \
+	    CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOFLAGS= go build $(RELEASE_FLAGS) -o $(OUT)/$$cmd-$$os-$$arch ./cmd/$$cmd; \
+	  done; \
+	done
+	@cd $(OUT) && sha256sum corsd-* corsctl-* > SHA256SUMS
+
+.PHONY: release
+release: ## Reproducible builds of corsd and corsctl for PLATFORMS into dist/ with SHA256SUMS, built twice (second with an empty build cache) and compared
+	rm -rf $(DIST)
+	$(MAKE) release-build OUT=$(DIST)
+	@tmp=$$(mktemp -d); trap 'chmod -R u+w $$tmp; rm -rf $$tmp' EXIT; \
+	echo "second build, empty build cache, to check that the bytes are reproducible"; \
+	GOCACHE=$$tmp/cache $(MAKE) release-build OUT=$$tmp/out; \
+	diff $(DIST)/SHA256SUMS $$tmp/out/SHA256SUMS || { echo "release: the two builds differ: not reproducible"; exit 1; }; \
+	echo "release: two builds, identical bytes:"; cat $(DIST)/SHA256SUMS
+
 .PHONY: clean
-clean: ## Remove ./bin and test caches
-	rm -rf $(BIN)
+clean: ## Remove ./bin, ./dist and test caches
+	rm -rf $(BIN) $(DIST)
 	go clean -testcache

@@ -93,7 +93,7 @@ func TestCorsctl(t *testing.T) {
 
 	t.Run("apply creates, then changes nothing", func(t *testing.T) {
 		out := ctlMust(t, corsctl, addr, "policies", "apply", "-f", file)
-		if want := "policies/shop created (revision 1)\npolicies/docs created (revision 2)\n"; out != want {
+		if want := "policies/shop created (revision 1)\n    + origin https://shop.example.com (credentials)\n    + origin https://*.preview.shop.example.com\npolicies/docs created (revision 2)\n    + origin *\n"; out != want {
 			t.Errorf("first apply printed %q, want %q", out, want)
 		}
 		out = ctlMust(t, corsctl, addr, "policies", "apply", "-f", file)
@@ -102,9 +102,14 @@ func TestCorsctl(t *testing.T) {
 		}
 	})
 
+	// check exits 0 when the request is allowed and 1 when refused.
 	check := func(t *testing.T, origin string) string {
 		t.Helper()
-		return ctlMust(t, corsctl, addr, "check", "--policy", "shop", "--origin", origin, "--preflight", "--method", "PUT", "--request-headers", "content-type")
+		r := ctlRun(t, corsctl, addr, "check", "--policy", "shop", "--origin", origin, "--preflight", "--method", "PUT", "--request-headers", "content-type")
+		if allowed := strings.Contains(r.stdout, "Decision:      allowed"); (r.code == 0) != allowed || r.code > 1 {
+			t.Errorf("check %s: exit %d with:\n%s%s", origin, r.code, r.stdout, r.stderr)
+		}
+		return r.stdout
 	}
 	t.Run("origins add and remove change decisions", func(t *testing.T) {
 		const o = "https://partner.example.net"
@@ -215,12 +220,12 @@ max_age: 90000s
 		if r.code != 1 {
 			t.Fatalf("exit %d, want 1; stderr:\n%s", r.code, r.stderr)
 		}
-		for _, field := range []string{"policy.origins[0].pattern: ", "policy.origins[1].allow_credentials: ", "policy.allowed_methods[0]: ", "policy.max_age: "} {
-			if !strings.Contains(r.stderr, "\n  "+field) {
+		for _, field := range []string{"origins[0].pattern: ", "origins[1].allow_credentials: ", "allowed_methods[0]: ", "max_age: "} {
+			if !strings.Contains(r.stderr, "\n    "+field) {
 				t.Errorf("stderr lacks a line for %s:\n%s", field, r.stderr)
 			}
 		}
-		if !strings.Contains(r.stderr, "(4 problems)") {
+		if !strings.Contains(r.stderr, "4 problems") {
 			t.Errorf("stderr does not count 4 problems:\n%s", r.stderr)
 		}
 	})

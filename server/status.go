@@ -8,10 +8,12 @@ import (
 	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/corsd/corsd/policy"
+	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 	"github.com/corsd/corsd/store"
 )
 
@@ -115,27 +117,33 @@ func toStatus(ctx context.Context, err error) error {
 	if fes := policy.FieldErrors(err); len(fes) > 0 {
 		return badRequestStatus(fieldViolations(fes, func(f string) string { return "policy." + f }))
 	}
+	// Messages are sentences for the caller: what happened and what to do.
+	// The error's own text (backend names, file paths, wrapped causes)
+	// stays in the server; a caller never sees it.
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
+		if m, _ := grpc.Method(ctx); m == corsdv1.PolicyService_RemoveOrigin_FullMethodName {
+			return status.Error(codes.NotFound, "the policy does not exist, or it does not trust this origin; list the policy's origins to see their patterns")
+		}
+		return status.Error(codes.NotFound, "no policy has this name; list the policies to see which exist")
 	case errors.Is(err, store.ErrExists):
-		return status.Error(codes.AlreadyExists, err.Error())
+		return status.Error(codes.AlreadyExists, "a policy with this name already exists; update it instead, or choose another id")
 	case errors.Is(err, store.ErrConflict):
-		return status.Error(codes.Aborted, err.Error()+"; re-read the policy and retry with its current etag")
+		return status.Error(codes.Aborted, "the policy changed since it was read (stale etag); read it again and retry with its current etag")
 	case errors.Is(err, store.ErrCompacted):
-		return status.Error(codes.OutOfRange, err.Error()+"; start again from revision 0")
+		return status.Error(codes.OutOfRange, "the changes after that revision are no longer retained; start again from revision 0")
 	case errors.Is(err, store.ErrInvalidArgument):
-		return status.Error(codes.InvalidArgument, err.Error())
+		return status.Error(codes.InvalidArgument, "the request holds a value corsd cannot use, such as a page_token it did not issue; pass next_page_token unchanged")
 	case errors.Is(err, store.ErrWatchTooSlow):
-		return status.Error(codes.Unavailable, err.Error())
+		return status.Error(codes.Unavailable, "the watch fell too far behind; resume from the last revision received")
 	case errors.Is(err, store.ErrClosed):
-		return status.Error(codes.Unavailable, "server: shutting down")
+		return status.Error(codes.Unavailable, "corsd is shutting down; retry shortly or call another replica")
 	case errors.Is(err, errNotReady):
-		return status.Error(codes.Unavailable, err.Error())
+		return status.Error(codes.Unavailable, "corsd has not loaded its policies yet; retry shortly")
 	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "server: call canceled")
+		return status.Error(codes.Canceled, "the call was canceled")
 	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "server: deadline exceeded")
+		return status.Error(codes.DeadlineExceeded, "the call's deadline passed before corsd answered; retry with a longer deadline")
 	}
 	slog.ErrorContext(ctx, "unmapped error", "err", err)
 	return status.Error(codes.Internal, "internal error")

@@ -17,6 +17,10 @@ func (a *app) checkCmd() *cobra.Command {
 		Long: `check asks corsd (CheckOrigin) to decide one request and prints the decision, its reason,
 an explanation and the exact response headers an enforcement point would emit.
 
+Exit status (as kubectl auth can-i): 0 when the request is allowed, 1 when it is
+refused (or corsd could not decide), 2 on a usage error. Scripts can test it:
+  corsctl check --policy acme --origin https://app.example.com && echo trusted
+
 With --preflight, the request is the browser's preflight: OPTIONS with
 Access-Control-Request-Method set to --method (and Access-Control-Request-Headers
 to --request-headers). Without --policy, corsd selects the policy by --host.`,
@@ -55,9 +59,17 @@ to --request-headers). Without --policy, corsd selects the policy by --host.`,
 				return err
 			}
 			if a.output == "table" {
-				return printDecision(a.out, d)
+				err = printDecision(a.out, d)
+			} else {
+				err = a.printMessages(false, d)
 			}
-			return a.printMessages(false, d)
+			if err != nil {
+				return err
+			}
+			if !d.GetAllowed() {
+				return &exitCodeError{code: exitError}
+			}
+			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -69,5 +81,8 @@ to --request-headers). Without --policy, corsd selects the policy by --host.`,
 	f.StringVar(&requestHeaders, "request-headers", "", "with --preflight: Access-Control-Request-Headers, such as content-type,x-api-key")
 	f.BoolVar(&privateNetwork, "private-network", false, "with --preflight: ask for private network access")
 	f.StringVar(&secFetchSite, "sec-fetch-site", "", "the Sec-Fetch-Site header (cross-site, same-site, same-origin, none)")
+	_ = cmd.RegisterFlagCompletionFunc("policy", func(cmd *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		return a.completePolicy(cmd, nil, toComplete)
+	})
 	return cmd
 }

@@ -28,7 +28,8 @@ func (a *app) describe(err error) string {
 	}
 	st := se.GRPCStatus()
 	prefix := strings.TrimSuffix(err.Error(), st.Err().Error())
-	msg := st.Message()
+	// Servers before 2026-12 prefixed messages with the package name.
+	msg := strings.TrimPrefix(st.Message(), "server: ")
 	addr := a.address()
 	var b strings.Builder
 	b.WriteString("corsctl: ")
@@ -55,25 +56,43 @@ func (a *app) describe(err error) string {
 		}
 		b.WriteString("\nFix these fields and try again.")
 	case codes.NotFound:
-		fmt.Fprintf(&b, "not found: %s\nList what exists with: corsctl policies list", msg)
+		fmt.Fprintf(&b, "not found: %s\nList what exists with: corsctl policies list (and corsctl origins list POLICY)", msg)
 	case codes.AlreadyExists:
-		fmt.Fprintf(&b, "already exists: %s\nTo change it, use: corsctl policies apply -f FILE (or update -f FILE)", msg)
+		fmt.Fprintf(&b, "already exists: %s\nTo change it, use: corsctl apply -f FILE", msg)
 	case codes.Aborted:
-		fmt.Fprintf(&b, "the policy changed since you read it; get it again and retry.\n  (%s)", msg)
+		fmt.Fprintf(&b, "refused, nothing overwritten: %s\nSee the current state with corsctl policies get NAME (or corsctl diff -f FILE), then retry.", msg)
 	case codes.Unauthenticated:
 		fmt.Fprintf(&b, "corsd did not accept the credentials: %s\nSet CORSD_TOKEN or --token to a valid token.", msg)
 	case codes.PermissionDenied:
 		fmt.Fprintf(&b, "permission denied: %s\nUse a token with the needed scope: read (to read), write (to change), check (for decisions).", msg)
 	case codes.Unavailable:
-		fmt.Fprintf(&b, "cannot reach corsd at %s.\nIs corsd running at %s? Start it with: make run (or set --addr / CORSD_ADDR).\n  (%s)", addr, addr, msg)
+		if cause, ok := transportCause(msg); ok {
+			fmt.Fprintf(&b, "cannot reach corsd at %s (%s).\nIs corsd running at %s? Start it with: make run (or set --addr / CORSD_ADDR).", addr, cause, addr)
+			break
+		}
+		fmt.Fprintf(&b, "corsd at %s is unavailable: %s\nRetry shortly.", addr, msg)
 	case codes.DeadlineExceeded:
-		fmt.Fprintf(&b, "corsd at %s did not answer within %v.\nIs corsd running at %s? Raise --timeout if it is slow.\n  (%s)", addr, a.timeout, addr, msg)
+		fmt.Fprintf(&b, "corsd at %s did not answer within %v.\nIs corsd running at %s? Raise --timeout if it is slow.", addr, a.timeout, addr)
 	case codes.OutOfRange:
 		fmt.Fprintf(&b, "%s\nThose changes were compacted away; use --since 0 to start at the oldest retained change.", msg)
 	default:
 		fmt.Fprintf(&b, "%s: %s", strings.ToLower(codeName(st.Code())), msg)
 	}
 	return b.String()
+}
+
+// transportCause returns the last cause of a connection failure reported by
+// the gRPC client ("connection refused", "certificate signed by unknown
+// authority"), without gRPC's own wording around it.
+func transportCause(msg string) (string, bool) {
+	if !strings.HasPrefix(msg, "connection error") && !strings.Contains(msg, "transport: ") {
+		return "", false
+	}
+	msg = strings.TrimRight(msg, `"`)
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return msg, true
 }
 
 func codeName(c codes.Code) string {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,12 +16,33 @@ import (
 )
 
 func (a *app) exportCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "export",
-		Short: "Print every policy as a YAML list (-o json for JSON), ready for import",
-		Args:  needArgs(),
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "export [-d DIR]",
+		Short: "Write every policy as a person writes it (no etag, revision or times), for git",
+		Long: `export prints every policy as a YAML list (-o json for JSON), or with -d DIR writes one
+file per policy, DIR/{id}.yaml. Only what a person writes is exported: no etag, revision
+or timestamps, fields in the API's order, default values left out, policies sorted by
+name. Exporting twice gives the same bytes, so a policy repository diffs cleanly.
+
+Use it to start a policy repository; then edit the files and run diff and apply.`,
+		Example: `  corsctl export -d policies/
+  corsctl export > all.yaml`,
+		Args: needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			data, err := a.exportAll(cmd)
+			ps, err := a.listSorted(cmd)
+			if err != nil {
+				return err
+			}
+			if dir != "" {
+				paths, err := writeExportDir(dir, ps)
+				if err != nil {
+					return err
+				}
+				a.hintf("wrote %d policy files into %s\n", len(paths), dir)
+				return nil
+			}
+			data, err := exportData(ps, a.output == "json")
 			if err != nil {
 				return err
 			}
@@ -30,11 +50,12 @@ func (a *app) exportCmd() *cobra.Command {
 			return err
 		},
 	}
+	cmd.Flags().StringVarP(&dir, "dir", "d", "", "write one file per policy into this directory, DIR/{id}.yaml")
+	return cmd
 }
 
-// exportAll renders every policy as a list in the output format (YAML
-// unless -o json).
-func (a *app) exportAll(cmd *cobra.Command) ([]byte, error) {
+// listSorted returns every policy, sorted by name.
+func (a *app) listSorted(cmd *cobra.Command) ([]*corsdv1.Policy, error) {
 	ctx, cancel, c, err := a.call(cmd)
 	if err != nil {
 		return nil, err
@@ -44,18 +65,22 @@ func (a *app) exportAll(cmd *cobra.Command) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	format := "yaml"
-	if a.output == "json" {
-		format = "json"
+	return sortedByName(ps), nil
+}
+
+// exportData renders the authored fields of ps as a YAML (or JSON) list.
+func exportData(ps []*corsdv1.Policy, asJSON bool) ([]byte, error) {
+	if asJSON {
+		msgs := make([]protoMessage, len(ps))
+		for i, p := range ps {
+			msgs[i] = authored(p)
+		}
+		return marshalMessages(true, msgs...)
 	}
-	if len(ps) == 0 && format == "yaml" {
+	if len(ps) == 0 {
 		return []byte("[]\n"), nil
 	}
-	var b bytes.Buffer
-	if err := writeMessages(&b, format, true, policiesAsMessages(ps)...); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
+	return policyYAML(true, ps...)
 }
 
 func (a *app) importCmd() *cobra.Command {
@@ -69,10 +94,10 @@ func (a *app) importCmd() *cobra.Command {
 			if file == "" {
 				return usageErrorf(cmd, "import needs -f FILE")
 			}
-			return a.applyFile(cmd, file, dryRun)
+			return a.applySource(cmd, file, applyOptions{dryRun: dryRun})
 		},
 	}
-	cmd.Flags().StringVarP(&file, "file", "f", "", "file written by export or backup (- for stdin)")
+	cmd.Flags().StringVarP(&file, "file", "f", "", "file or directory written by export (- for stdin)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "let corsd validate the policies and say what would change, storing nothing")
 	return cmd
 }

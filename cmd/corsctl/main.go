@@ -1,6 +1,9 @@
 // Command corsctl administers corsd: it lists, creates, updates and deletes
 // CORS policies, adds and removes trusted origins, explains decisions, shows
-// the change log, and exports and imports policies.
+// the change log, and keeps corsd in step with a repository of policy files
+// (export, diff, apply --prune). Run bare, it prints its help; `corsctl
+// completion bash|zsh|fish` writes shell completion (policy names are
+// completed from corsd); `corsctl version` prints what it was built from.
 //
 // corsctl talks to corsd's gRPC API at --addr (or $CORSD_ADDR, default
 // 127.0.0.1:8443, the address of `make run`) with the bearer token of
@@ -10,7 +13,8 @@
 //
 // Exit status: 0 on success, 1 when corsd refused the request or could not
 // be reached (or any other failure), 2 on a usage error (unknown command or
-// flag, wrong arguments).
+// flag, wrong arguments). check exits 1 when the request it asks about is
+// refused, and diff when the files differ from corsd.
 package main
 
 import (

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
@@ -15,9 +17,10 @@ func (a *app) originsCmd() *cobra.Command {
 
 func (a *app) originsListCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "list POLICY",
-		Short: "List the trusted origins of POLICY",
-		Args:  needArgs("POLICY"),
+		Use:               "list POLICY",
+		Short:             "List the trusted origins of POLICY",
+		Args:              needArgs("POLICY"),
+		ValidArgsFunction: a.completePolicy,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pol, err := a.getPolicy(cmd, args[0])
 			if err != nil {
@@ -47,7 +50,8 @@ func (a *app) originsAddCmd() *cobra.Command {
 		Example: `  corsctl origins add acme https://app.example.com --credentials --description "the SPA"
   corsctl origins add acme 'https://*.preview.example.com'
   corsctl origins add acme 'http://localhost:*'`,
-		Args: needArgs("POLICY", "ORIGIN"),
+		Args:              needArgs("POLICY", "ORIGIN"),
+		ValidArgsFunction: a.completePolicy,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel, c, err := a.call(cmd)
 			if err != nil {
@@ -63,7 +67,7 @@ func (a *app) originsAddCmd() *cobra.Command {
 			}
 			resp, err := c.Policies().AddOrigin(ctx, &corsdv1.AddOriginRequest{Policy: policyName(args[0]), Origin: r, Etag: etag})
 			if err != nil {
-				return err
+				return fmt.Errorf("add %s to %s: %w", args[1], policyName(args[0]), err)
 			}
 			if a.output == "table" {
 				return a.printf("%s now trusts %s (revision %d)\n", resp.GetPolicy().GetName(), args[1], resp.GetPolicy().GetRevision())
@@ -85,9 +89,10 @@ func (a *app) originsAddCmd() *cobra.Command {
 func (a *app) originsRemoveCmd() *cobra.Command {
 	var etag string
 	cmd := &cobra.Command{
-		Use:   "remove POLICY ORIGIN",
-		Short: "Stop trusting ORIGIN in POLICY",
-		Args:  needArgs("POLICY", "ORIGIN"),
+		Use:               "remove POLICY ORIGIN",
+		Short:             "Stop trusting ORIGIN in POLICY",
+		Args:              needArgs("POLICY", "ORIGIN"),
+		ValidArgsFunction: a.completePolicy,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel, c, err := a.call(cmd)
 			if err != nil {
@@ -96,7 +101,7 @@ func (a *app) originsRemoveCmd() *cobra.Command {
 			defer cancel()
 			resp, err := c.Policies().RemoveOrigin(ctx, &corsdv1.RemoveOriginRequest{Policy: policyName(args[0]), Pattern: args[1], Etag: etag})
 			if err != nil {
-				return err
+				return fmt.Errorf("remove %s from %s: %w", args[1], policyName(args[0]), err)
 			}
 			if a.output == "table" {
 				return a.printf("%s no longer trusts %s (revision %d)\n", resp.GetPolicy().GetName(), args[1], resp.GetPolicy().GetRevision())

@@ -249,3 +249,19 @@ func printChangeTable(w io.Writer, cs []*corsdv1.Change) error {
 	}
 	return writeAll(w, align(rows.Bytes()))
 }
+
+// printValue writes a plain Go value (not a proto message) in the json or
+// yaml output format.
+func (a *app) printValue(v any) error {
+	j, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("corsctl: encode output: %w", err)
+	}
+	j = append(j, '\n')
+	if a.output == "yaml" {
+		if j, err = yaml.JSONToYAML(j); err != nil {
+			return fmt.Errorf("corsctl: encode output: %w", err)
+		}
+	}
+	return writeAll(a.out, j)
+}

@@ -6,12 +6,9 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/corsd/corsd/client"
-	"github.com/corsd/corsd/internal/policypb"
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 )
 
@@ -57,9 +54,10 @@ func (a *app) policiesListCmd() *cobra.Command {
 
 func (a *app) policiesGetCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show one policy (NAME is policies/{id} or {id})",
-		Args:  needArgs("NAME"),
+		Use:               "get NAME",
+		Short:             "Show one policy (NAME is policies/{id} or {id})",
+		Args:              needArgs("NAME"),
+		ValidArgsFunction: a.completePolicy,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pol, err := a.getPolicy(cmd, args[0])
 			if err != nil {
@@ -159,9 +157,10 @@ func validatedOr(validateOnly bool, action string) string {
 func (a *app) policiesDeleteCmd() *cobra.Command {
 	var etag string
 	cmd := &cobra.Command{
-		Use:   "delete NAME",
-		Short: "Delete a policy (with --etag, only if it did not change since you read it)",
-		Args:  needArgs("NAME"),
+		Use:               "delete NAME",
+		Short:             "Delete a policy (with --etag, only if it did not change since you read it)",
+		Args:              needArgs("NAME"),
+		ValidArgsFunction: a.completePolicy,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel, c, err := a.call(cmd)
 			if err != nil {
@@ -171,7 +170,7 @@ func (a *app) policiesDeleteCmd() *cobra.Command {
 			name := policyName(args[0])
 			resp, err := c.Policies().DeletePolicy(ctx, &corsdv1.DeletePolicyRequest{Name: name, Etag: etag})
 			if err != nil {
-				return err
+				return fmt.Errorf("delete %s: %w", name, err)
 			}
 			if a.output == "table" {
 				return a.printf("%s deleted (revision %d)\n", name, resp.GetRevision())
@@ -185,35 +184,23 @@ func (a *app) policiesDeleteCmd() *cobra.Command {
 
 func (a *app) policiesApplyCmd() *cobra.Command {
 	var file string
-	var dryRun bool
+	var prune, dryRun bool
 	cmd := &cobra.Command{
-		Use:   "apply -f FILE",
-		Short: "Create the policies in FILE that are missing and update those that differ",
-		Long: `apply makes corsd hold the policies in FILE: it creates the missing ones, updates the
-ones that differ, and leaves the equal ones alone (no write, no new revision), so running
-it twice changes nothing. Output-only fields in FILE (revision, etag, times) are ignored;
-each update is conditional on the etag read just before, so a concurrent change makes
-apply fail rather than be overwritten.
-
-With --dry-run corsd validates every policy and nothing is stored: the output says what
-would be created, which fields would be updated, and what is unchanged (a check for CI).`,
-		Args: needArgs(),
+		Use:   "apply -f DIR|FILE",
+		Short: "Create the policies in the files that are missing and update those that differ (same as corsctl apply)",
+		Long:  applyLong,
+		Args:  needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
 				return usageErrorf(cmd, "apply needs -f FILE")
 			}
-			return a.applyFile(cmd, file, dryRun)
+			return a.applySource(cmd, file, applyOptions{prune: prune, dryRun: dryRun})
 		},
 	}
-	cmd.Flags().StringVarP(&file, "file", "f", "", "policy file, YAML or JSON, one policy or a list (- for stdin)")
+	cmd.Flags().StringVarP(&file, "file", "f", "", "policy file or directory of policy files (- for stdin)")
+	cmd.Flags().BoolVar(&prune, "prune", false, "delete the policies corsd holds that the files do not")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "let corsd validate the policies and say what would change, storing nothing")
 	return cmd
-}
-
-func (a *app) applyFile(cmd *cobra.Command, file string, dryRun bool) error {
-	return a.writePolicies(cmd, file, "apply", func(ctx context.Context, c *client.Client, p *corsdv1.Policy) (applyResult, error) {
-		return applyPolicy(ctx, c, p, dryRun)
-	})
 }
 
 // writePolicies reads the policies of file and sends each through write,
@@ -246,58 +233,12 @@ func (a *app) getPolicy(cmd *cobra.Command, arg string) (*corsdv1.Policy, error)
 		return nil, err
 	}
 	defer cancel()
-	resp, err := c.Policies().GetPolicy(ctx, &corsdv1.GetPolicyRequest{Name: policyName(arg)})
-	return resp.GetPolicy(), err
-}
-
-// applyPolicy creates want if missing, updates it if it differs from the
-// stored policy, and writes nothing otherwise; with dryRun it only asks
-// corsd to validate.
-func applyPolicy(ctx context.Context, c *client.Client, want *corsdv1.Policy, dryRun bool) (applyResult, error) {
-	want = writable(want)
-	got, err := c.Policies().GetPolicy(ctx, &corsdv1.GetPolicyRequest{Name: want.GetName()})
-	if status.Code(err) == codes.NotFound {
-		resp, err := c.Policies().CreatePolicy(ctx, &corsdv1.CreatePolicyRequest{PolicyId: policyID(want.GetName()), Policy: want, ValidateOnly: dryRun})
-		if err != nil {
-			return applyResult{}, err
-		}
-		if dryRun {
-			return applyResult{action: "would be created (dry run)", policy: resp.GetPolicy(), dryRun: true}, nil
-		}
-		return applyResult{action: "created", policy: resp.GetPolicy()}, nil
-	}
+	name := policyName(arg)
+	resp, err := c.Policies().GetPolicy(ctx, &corsdv1.GetPolicyRequest{Name: name})
 	if err != nil {
-		return applyResult{}, err
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	cur := got.GetPolicy()
-	if sameWritable(cur, want) {
-		return applyResult{action: "unchanged", policy: cur}, nil
-	}
-	// The file may differ only in spelling (upper case, a default port)
-	// that the engine normalizes, as corsd did when it stored cur.
-	if norm, _, err := policypb.Normalize(want); err == nil && sameWritable(cur, norm) {
-		return applyResult{action: "unchanged", policy: cur}, nil
-	}
-	upd := proto.Clone(want).(*corsdv1.Policy)
-	upd.Etag = cur.GetEtag()
-	// Ask corsd what it would store, in case its normalization differs
-	// from this binary's engine.
-	dry, err := c.Policies().UpdatePolicy(ctx, &corsdv1.UpdatePolicyRequest{Policy: upd, ValidateOnly: true})
-	if err != nil {
-		return applyResult{}, err
-	}
-	if sameWritable(cur, dry.GetPolicy()) {
-		return applyResult{action: "unchanged", policy: cur}, nil
-	}
-	if dryRun {
-		action := "would be updated (dry run): " + strings.Join(changedFields(cur, dry.GetPolicy()), ", ")
-		return applyResult{action: action, policy: dry.GetPolicy(), dryRun: true}, nil
-	}
-	resp, err := c.Policies().UpdatePolicy(ctx, &corsdv1.UpdatePolicyRequest{Policy: upd})
-	if err != nil {
-		return applyResult{}, err
-	}
-	return applyResult{action: "updated", policy: resp.GetPolicy()}, nil
+	return resp.GetPolicy(), nil
 }
 
 // writable returns a copy of p without its output-only fields.
@@ -305,23 +246,4 @@ func writable(p *corsdv1.Policy) *corsdv1.Policy {
 	p = proto.Clone(p).(*corsdv1.Policy)
 	p.Revision, p.Etag, p.CreateTime, p.UpdateTime = 0, "", nil, nil
 	return p
-}
-
-func sameWritable(a, b *corsdv1.Policy) bool {
-	return proto.Equal(writable(a), writable(b))
-}
-
-// changedFields names the writable fields of a policy that differ between
-// a and b, in declaration order.
-func changedFields(a, b *corsdv1.Policy) []string {
-	ra, rb := writable(a).ProtoReflect(), writable(b).ProtoReflect()
-	fields := ra.Descriptor().Fields()
-	var names []string
-	for i := range fields.Len() {
-		fd := fields.Get(i)
-		if ra.Has(fd) != rb.Has(fd) || !ra.Get(fd).Equal(rb.Get(fd)) {
-			names = append(names, string(fd.Name()))
-		}
-	}
-	return names
 }

@@ -68,8 +68,9 @@ func needArgs(names ...string) cobra.PositionalArgs {
 	}
 }
 
-// groupCmd returns a command that only holds subcommands: run bare or with
-// an unknown subcommand, it fails with a usage error.
+// groupCmd returns a command that only holds subcommands: run bare it
+// prints its help and succeeds (as kubectl and gh do); with an unknown
+// subcommand it fails with a usage error.
 func groupCmd(use, short string) *cobra.Command {
 	return &cobra.Command{
 		Use:   use,
@@ -79,7 +80,7 @@ func groupCmd(use, short string) *cobra.Command {
 		SuggestionsMinimumDistance: 2,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
-				return usageErrorf(cmd, "%s needs a subcommand", cmd.CommandPath())
+				return cmd.Help()
 			}
 			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
 			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
@@ -89,6 +90,13 @@ func groupCmd(use, short string) *cobra.Command {
 		},
 	}
 }
+
+// exitCodeError ends corsctl with code after the command printed its own
+// output: check exits 1 when the request is refused, diff when the files
+// differ. Nothing more is printed.
+type exitCodeError struct{ code int }
+
+func (e *exitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 // newRootCmd builds the corsctl command tree writing to out and errOut.
 func newRootCmd(out, errOut io.Writer) *cobra.Command {
@@ -115,7 +123,7 @@ any other failure; 2 on a usage error.`
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return &usageError{err: err, cmd: cmd}
 	})
-	root.CompletionOptions.DisableDefaultCmd = true
+	root.CompletionOptions.HiddenDefaultCmd = false
 
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.addr, "addr", "", "corsd gRPC address (default $CORSD_ADDR or "+defaultAddr+")")
@@ -146,8 +154,11 @@ any other failure; 2 on a usage error.`
 		a.checkCmd(),
 		a.changesCmd(),
 		a.exportCmd(),
+		a.diffCmd(),
+		a.applyCmd(),
 		a.importCmd(),
 		a.backupCmd(),
+		a.versionCmd(),
 	)
 	root.PersistentPostRun = func(*cobra.Command, []string) { a.closeClient() }
 	return a, root
@@ -162,6 +173,9 @@ func run(ctx context.Context, args []string, out, errOut io.Writer) int {
 	a.closeClient()
 	if err == nil {
 		return exitOK
+	}
+	if ee, ok := errors.AsType[*exitCodeError](err); ok {
+		return ee.code
 	}
 	_, _ = fmt.Fprintln(errOut, a.describe(err))
 	if ue, ok := errors.AsType[*usageError](err); ok {

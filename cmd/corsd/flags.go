@@ -65,6 +65,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.DurationVar(&c.retainAge, "retain-age", 0, "drop changes older than this from the change log; 0 for no age limit")
 	fs.StringVar(&c.restoreFrom, "restore-from", "", "restore the database from this backup file before opening it")
 	fs.BoolVar(&c.restoreOverwrite, "restore-overwrite", false, "let --restore-from replace an existing database file")
+	showVersion := fs.Bool("version", false, "print the version and VCS revision corsd was built from, and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -74,6 +75,9 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	if fs.NArg() > 0 {
 		_, _ = fmt.Fprintf(stderr, "corsd: unexpected arguments: %q\n", fs.Args())
 		return nil, errUsage
+	}
+	if *showVersion {
+		return nil, errShowVersion
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })

@@ -24,6 +24,7 @@
 //	--retain-age        0               drop older change-log entries; 0: no age limit
 //	--restore-from                      restore the database from a backup first
 //	--restore-overwrite false           let --restore-from replace an existing file
+//	--version                           print the version and VCS revision, exit
 //
 // On start corsd logs one line per listener ("grpc listening", "http
 // listening", with addr) and "ready" once the policies are loaded. SIGINT or
@@ -43,6 +44,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/corsd/corsd/internal/version"
 )
 
 func main() {
@@ -52,6 +55,8 @@ func main() {
 	switch {
 	case err == nil:
 	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errShowVersion):
+		fmt.Println("corsd", version.Get())
 	case errors.Is(err, errUsage):
 		os.Exit(2)
 	default:
@@ -62,6 +67,9 @@ func main() {
 
 // errUsage marks command-line errors, already reported by the flag package.
 var errUsage = errors.New("usage error")
+
+// errShowVersion: --version was given; main prints the version and exits 0.
+var errShowVersion = errors.New("version requested")
 
 // run runs the daemon until ctx ends, then shuts it down gracefully. It
 // returns nil after a clean shutdown.
