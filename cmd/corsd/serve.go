@@ -66,7 +66,7 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) (err error) {
 		if cfg.restoreOverwrite {
 			ropts = append(ropts, boltstore.Overwrite())
 		}
-		if err := boltstore.Restore(cfg.restoreFrom, cfg.db, ropts...); err != nil {
+		if err := boltstore.RestoreFile(ctx, cfg.restoreFrom, cfg.db, ropts...); err != nil {
 			if errors.Is(err, boltstore.ErrExists) {
 				return fmt.Errorf("restore: %w; remove it, or add --restore-overwrite to replace it (and drop --restore-from afterwards, or every start restores again)", err)
 			}
