@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"google.golang.org/protobuf/encoding/protowire"
+
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 	"github.com/corsd/corsd/store"
 )
@@ -449,4 +451,33 @@ func ChangeEvent(c *corsdv1.Change) store.Event {
 		ev.Type, ev.Policy = store.EventDelete, nil
 	}
 	return ev
+}
+
+// ChangeName reads the name of an encoded corsd.v1.Change without
+// decoding the rest (which can hold two large policies); "" when it has
+// none or does not parse.
+func ChangeName(data []byte) string {
+	const nameField = 5 // corsd.v1.Change.name
+	name := ""
+	for len(data) > 0 {
+		num, typ, n := protowire.ConsumeTag(data)
+		if n < 0 {
+			return ""
+		}
+		data = data[n:]
+		if num == nameField && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(data)
+			if m < 0 {
+				return ""
+			}
+			name, data = string(v), data[m:] // the last occurrence wins
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, data)
+		if m < 0 {
+			return ""
+		}
+		data = data[m:]
+	}
+	return name
 }
