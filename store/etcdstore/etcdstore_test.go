@@ -4,87 +4,24 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
+	"github.com/corsd/corsd/internal/etcdtest"
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 	"github.com/corsd/corsd/store"
 	"github.com/corsd/corsd/store/boltstore"
 	"github.com/corsd/corsd/store/storetest"
 )
 
-// etcdServer is an etcd member run in-process on loopback ports, with its
-// data in a temporary directory.
-type etcdServer struct {
-	e        *embed.Etcd
-	endpoint string
-}
+type etcdServer = etcdtest.Server
 
-// freeURL returns a loopback URL on a port that was free a moment ago.
-func freeURL(t testing.TB) url.URL {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return url.URL{Scheme: "http", Host: addr}
-}
-
-// startEtcd starts a one-member etcd; cleanup stops it.
-func startEtcd(t testing.TB) *etcdServer {
-	t.Helper()
-	var lastErr error
-	for range 3 { // a port taken between freeURL and the listen: try again
-		cfg := embed.NewConfig()
-		cfg.Name = "corsd-test"
-		cfg.Dir = filepath.Join(t.TempDir(), "etcd")
-		client, peer := freeURL(t), freeURL(t)
-		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
-		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
-		cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-		cfg.MaxRequestBytes = MaxMessageSize
-		// The suite writes thousands of times; durability is bbolt's and
-		// etcd's own business, not what these tests check.
-		cfg.UnsafeNoFsync = true
-		e, err := embed.StartEtcd(cfg)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		select {
-		case <-e.Server.ReadyNotify():
-		case <-time.After(30 * time.Second):
-			e.Close()
-			t.Fatal("embedded etcd not ready within 30s")
-		}
-		srv := &etcdServer{e: e, endpoint: client.String()}
-		t.Cleanup(srv.stop)
-		return srv
-	}
-	t.Fatalf("start embedded etcd: %v", lastErr)
-	return nil
-}
-
-var stopped atomic.Int64
-
-func (s *etcdServer) stop() {
-	if s.e != nil {
-		s.e.Close()
-		s.e = nil
-		stopped.Add(1)
-	}
-}
+func startEtcd(t testing.TB) *etcdServer { return etcdtest.Start(t) }
 
 var prefixes atomic.Int64
 
@@ -93,9 +30,9 @@ func newPrefix() string { return fmt.Sprintf("/corsd-test/%d/", prefixes.Add(1))
 
 func openStore(t testing.TB, srv *etcdServer, prefix string, opts ...Option) *Store {
 	t.Helper()
-	s, err := Open([]string{srv.endpoint}, prefix, opts...)
+	s, err := Open([]string{srv.Endpoint}, prefix, opts...)
 	if err != nil {
-		t.Fatalf("Open(%s, %q) = %v", srv.endpoint, prefix, err)
+		t.Fatalf("Open(%s, %q) = %v", srv.Endpoint, prefix, err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s
@@ -135,7 +72,7 @@ func TestUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.stop()
+	srv.Stop()
 	calls := []struct {
 		name string
 		call func() error
@@ -178,7 +115,7 @@ func TestUnavailable(t *testing.T) {
 		t.Errorf("open watch ended with %v when etcd went down", err)
 	}
 	start := time.Now()
-	_, err = Open([]string{srv.endpoint}, newPrefix(), WithRequestTimeout(500*time.Millisecond), WithDialTimeout(500*time.Millisecond))
+	_, err = Open([]string{srv.Endpoint}, newPrefix(), WithRequestTimeout(500*time.Millisecond), WithDialTimeout(500*time.Millisecond))
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Open(etcd down) = %v, want ErrUnavailable", err)
 	}
@@ -200,7 +137,7 @@ func TestEtcdCompaction(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.endpoint}, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Endpoint}, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
