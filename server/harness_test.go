@@ -47,6 +47,9 @@ type env struct {
 type envConfig struct {
 	opts      []Option
 	storeOpts []boltstore.Option
+	// store, when set, is served instead of a new boltstore (the caller
+	// closes it).
+	store store.Store
 	// wrap wraps the store given to the server.
 	wrap func(store.Store) store.Store
 	// tcp serves on 127.0.0.1:0 instead of bufconn.
@@ -57,16 +60,20 @@ type envConfig struct {
 
 func newEnv(t *testing.T, cfg envConfig) *env {
 	t.Helper()
-	bs, err := boltstore.Open(filepath.Join(t.TempDir(), "corsd.db"), cfg.storeOpts...)
-	if err != nil {
-		t.Fatalf("boltstore.Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := bs.Close(); err != nil {
-			t.Errorf("store Close: %v", err)
+	bs := cfg.store
+	if bs == nil {
+		b, err := boltstore.Open(filepath.Join(t.TempDir(), "corsd.db"), cfg.storeOpts...)
+		if err != nil {
+			t.Fatalf("boltstore.Open: %v", err)
 		}
-	})
-	var st store.Store = bs
+		t.Cleanup(func() {
+			if err := b.Close(); err != nil {
+				t.Errorf("store Close: %v", err)
+			}
+		})
+		bs = b
+	}
+	st := bs
 	if cfg.wrap != nil {
 		st = cfg.wrap(bs)
 	}
