@@ -141,11 +141,26 @@ func toStatus(ctx context.Context, err error) error {
 	return status.Error(codes.Internal, "internal error")
 }
 
+// Bounds of the BadRequest detail, which travels in the trailer: a policy
+// with 20,000 bad origins would otherwise make a trailer of megabytes.
+const (
+	maxViolations          = 100
+	maxViolationDescLength = 1024
+)
+
 func badRequestStatus(e *badRequestError) error {
 	st := status.New(codes.InvalidArgument, e.Error())
-	br := &errdetails.BadRequest{FieldViolations: make([]*errdetails.BadRequest_FieldViolation, 0, len(e.violations))}
-	for _, v := range e.violations {
-		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.field, Description: v.description})
+	shown := e.violations[:min(len(e.violations), maxViolations)]
+	br := &errdetails.BadRequest{FieldViolations: make([]*errdetails.BadRequest_FieldViolation, 0, len(shown)+1)}
+	for _, v := range shown {
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.field, Description: truncate(v.description, maxViolationDescLength)})
+	}
+	if rest := len(e.violations) - len(shown); rest > 0 {
+		next := e.violations[len(shown)]
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
+			Field:       next.field,
+			Description: fmt.Sprintf("and %d more violations from this field on, not listed; fix the ones above and retry to see them", rest),
+		})
 	}
 	if withDetails, err := st.WithDetails(br); err == nil {
 		st = withDetails
