@@ -7,8 +7,8 @@ package policypb
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"math"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
