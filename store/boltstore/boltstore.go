@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -209,9 +210,15 @@ func open(path string, o options) (*Store, error) {
 // openBolt opens a bbolt file and turns its failures (and panics on a
 // damaged file) into errors that name the file and say what to do.
 func openBolt(path string, bo *bolt.Options, timeout time.Duration) (db *bolt.DB, err error) {
+	if err := checkDBFile(path); err != nil {
+		return nil, err
+	}
+	// A fault on the mapping (a page the checks could not vouch for)
+	// panics instead of killing the process; see safeTx.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			db, err = nil, fmt.Errorf("%w: %s: the file is damaged (%v)", ErrCorrupt, path, r)
+			db, err = nil, fmt.Errorf("%w: %s: the file is damaged (%v): %s", ErrCorrupt, path, r, restoreAdvice)
 		}
 	}()
 	db, err = bolt.Open(path, 0o600, bo)
@@ -229,8 +236,10 @@ func openBolt(path string, bo *bolt.Options, timeout time.Duration) (db *bolt.DB
 }
 
 // safeTx runs fn and turns a panic (bbolt panics on some damaged pages)
-// into ErrCorrupt.
+// into ErrCorrupt. A memory fault on the file's mapping (SIGBUS when the
+// file shrank under it) panics too, instead of killing the process.
 func safeTx(fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: the file is damaged (%v)", ErrCorrupt, r)

@@ -259,7 +259,7 @@ func TestOpenErrors(t *testing.T) {
 			name:    "random bytes",
 			setup:   func(t *testing.T, path string) { mustWrite(t, path, random) },
 			want:    ErrCorrupt,
-			wantMsg: "corrupt or is not a bbolt database",
+			wantMsg: "no valid bbolt meta page",
 		},
 		{
 			name:    "small text file",
@@ -364,13 +364,17 @@ func mustWrite(t *testing.T, path string, data []byte) {
 }
 
 func TestOpenEmptyFile(t *testing.T) {
-	// What a process that died between creating the file and its first
-	// transaction leaves behind: bbolt initializes it.
+	// An existing 0-byte file (truncated, or left by a process that died
+	// before its first transaction) was initialized and served as a ready
+	// store with no policy. It is refused, and left as it is.
 	path := filepath.Join(t.TempDir(), "corsd.db")
 	mustWrite(t, path, nil)
-	s := openAt(t, path)
-	if rev, err := s.Revision(t.Context()); err != nil || rev != 0 {
-		t.Errorf("Revision() = %d, %v", rev, err)
+	_, err := Open(path)
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "empty (0 bytes)") || !strings.Contains(err.Error(), "--restore-from") {
+		t.Errorf("Open(empty file) = %v, want ErrCorrupt saying it is empty and how to restore", err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() != 0 {
+		t.Errorf("the refused file changed: %v, %v", fi, err)
 	}
 }
 
