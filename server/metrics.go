@@ -106,6 +106,20 @@ func newMetrics() *metrics {
 	return m
 }
 
+// damageCounter is a store that counts the damaged records it left out
+// of watch snapshots (boltstore does).
+type damageCounter interface{ DamagedRecords() int64 }
+
+// watchStore exports the store's own counters, when it keeps them.
+func (m *metrics) watchStore(st any) {
+	if dc, ok := st.(damageCounter); ok {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "corsd_store_damaged_records_total",
+			Help: "Damaged records (checksum mismatch) that the store left out of a watch's initial state; their policies do not serve.",
+		}, func() float64 { return float64(dc.DamagedRecords()) }))
+	}
+}
+
 // Label values, indexed by policy.Kind and policy.Reason. Values past the
 // tables (a newer engine) fall back to "other".
 var (

@@ -166,6 +166,7 @@ func New(st store.Store, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	m := newMetrics()
+	m.watchStore(st)
 	s := &Server{
 		store:    st,
 		opts:     o,
@@ -189,11 +190,13 @@ func New(st store.Store, opts ...Option) (*Server, error) {
 }
 
 // ServerOptions returns the options to build the grpc.Server with: the
-// interceptor chain (metrics, panic recovery, auth) and the limits.
+// codec, the interceptor chain (metrics, undecodable requests, panic
+// recovery, auth) and the limits.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(s.metrics.unary, s.recoverUnary, s.auth.unary),
-		grpc.ChainStreamInterceptor(s.metrics.stream, s.recoverStream, s.auth.stream),
+		grpc.ForceServerCodecV2(newRequestCodec()),
+		grpc.ChainUnaryInterceptor(s.metrics.unary, decodeUnary, s.recoverUnary, s.auth.unary),
+		grpc.ChainStreamInterceptor(s.metrics.stream, decodeStream, s.recoverStream, s.auth.stream),
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
 		grpc.MaxHeaderListSize(MaxHeaderListSize),
 		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
@@ -277,6 +280,9 @@ func (s *Server) markReady() {
 		}
 		snap := s.live.cur.Load()
 		s.log.Info("policies loaded", "policies", len(snap.byName), "revision", snap.rev)
+		if dc, ok := s.store.(damageCounter); ok && dc.DamagedRecords() > 0 {
+			s.log.Error("damaged records were left out of the snapshot: their policies do not serve; GetPolicy names each one (DataLoss); delete and recreate them, or restore a backup", "damaged", dc.DamagedRecords())
+		}
 		if d := s.opts.defaultPolicy; d != "" && snap.byName[d] == nil {
 			s.log.Warn("the default policy does not exist (yet); requests without a policy get none", "default_policy", d)
 		}

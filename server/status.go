@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"syscall"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -124,6 +125,13 @@ func toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.Aborted, err.Error()+"; re-read the policy and retry with its current etag")
 	case errors.Is(err, store.ErrCompacted):
 		return status.Error(codes.OutOfRange, err.Error()+"; start again from revision 0")
+	case isNoSpace(err):
+		// Nothing was written; the same call succeeds once space is freed.
+		slog.ErrorContext(ctx, "store write failed: no space left", "err", err)
+		return status.Error(codes.ResourceExhausted, "server: no space left on the store's volume; nothing was written: free space (or raise the quota) and retry")
+	case errors.Is(err, store.ErrDataLoss):
+		slog.ErrorContext(ctx, "damaged record in the store", "err", err)
+		return status.Error(codes.DataLoss, err.Error()+"; delete the policy (without an etag) and create it again, or restore a backup")
 	case errors.Is(err, store.ErrInvalidArgument):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, store.ErrWatchTooSlow):
@@ -147,6 +155,13 @@ const (
 	maxViolations          = 100
 	maxViolationDescLength = 1024
 )
+
+// isNoSpace reports a write that failed for want of space. bbolt formats
+// some of its errors with %s, which drops the errno; its text remains.
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		strings.Contains(err.Error(), syscall.ENOSPC.Error()) || strings.Contains(err.Error(), syscall.EDQUOT.Error())
+}
 
 func badRequestStatus(e *badRequestError) error {
 	st := status.New(codes.InvalidArgument, e.Error())

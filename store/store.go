@@ -28,6 +28,10 @@ var (
 	ErrWatchTooSlow = errors.New("store: watcher too slow; resume from its last revision")
 	// ErrClosed: the store is closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrDataLoss: a stored record is damaged (its checksum does not
+	// match); the rest of the store is readable, and deleting the damaged
+	// policy (without an etag) or restoring a backup repairs it.
+	ErrDataLoss = errors.New("store: data loss: a stored record is damaged")
 	// ErrInvalidArgument: the call itself is malformed (a page token that
 	// the store did not issue, a negative page size or limit, a policy
 	// without a name); retrying it unchanged fails again.

@@ -6,12 +6,16 @@
 // so that they share one fsync (group commit, see group.go). An acknowledged write is on disk: the
 // file is fsynced on every commit.
 //
-// Layout (schema version 1):
+// Layout (schema version 2):
 //
 //	meta      "schema" → uint64, "revision" → uint64 (last committed),
 //	          "compacted" → uint64 (every change ≤ it was deleted)
-//	policies  name → deterministic protobuf corsd.v1.Policy
-//	changes   8-byte big-endian revision → protobuf corsd.v1.Change
+//	policies  name → record of a deterministic protobuf corsd.v1.Policy
+//	changes   8-byte big-endian revision → record of a protobuf corsd.v1.Change
+//
+// A record is a big-endian CRC-32C of its payload, then the payload; a
+// record whose checksum does not match is reported with store.ErrDataLoss.
+// Schema 1 stored bare payloads; Open migrates it.
 //
 // A Store is safe for concurrent use. Only one process may open a file at a
 // time: bbolt holds an exclusive lock on it.
@@ -161,7 +165,14 @@ type Store struct {
 	closeErr  error
 	// watchers counts running watcher goroutines; Close waits for them.
 	watchers sync.WaitGroup
+	// damaged counts damaged records left out of watch snapshots.
+	damaged atomic.Int64
 }
+
+// DamagedRecords returns how many times a watch's initial state left out a
+// damaged record (one whose checksum does not match). Get, List and Changes
+// fail on such a record with store.ErrDataLoss instead.
+func (s *Store) DamagedRecords() int64 { return s.damaged.Load() }
 
 var _ store.Store = (*Store)(nil)
 

@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -206,6 +207,12 @@ func (s *Store) Watch(ctx context.Context, since int64) (store.Watch, error) {
 			c := tx.Bucket(bucketPolicies).Cursor()
 			for k, v := c.First(); k != nil; k, v = c.Next() {
 				p, err := decodePolicy(string(k), v)
+				if errors.Is(err, store.ErrDataLoss) {
+					// One damaged record must not stop every policy from
+					// serving: leave it out and count it (Get names it).
+					s.damaged.Add(1)
+					continue
+				}
 				if err != nil {
 					return err
 				}
