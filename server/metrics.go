@@ -30,6 +30,9 @@ type metrics struct {
 	storeWrite       *prometheus.HistogramVec
 	snapshotRevision prometheus.Gauge
 	snapshotPolicies prometheus.Gauge
+	watchStreams     prometheus.Gauge
+	watchRefused     prometheus.Counter
+	watchEvicted     prometheus.Counter
 
 	grpcStarted  *prometheus.CounterVec
 	grpcHandled  *prometheus.CounterVec
@@ -74,6 +77,18 @@ func newMetrics() *metrics {
 			Name: "corsd_snapshot_policies",
 			Help: "Number of policies in the live decision snapshot.",
 		}),
+		watchStreams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "corsd_watch_streams",
+			Help: "Open WatchPolicies streams.",
+		}),
+		watchRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "corsd_watch_streams_refused_total",
+			Help: "WatchPolicies streams refused because --max-watchers were open.",
+		}),
+		watchEvicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "corsd_watch_streams_evicted_total",
+			Help: "WatchPolicies streams cut off because their client stopped reading for --watch-send-timeout.",
+		}),
 		grpcStarted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "grpc_server_started_total",
 			Help: "RPCs started on the server.",
@@ -98,6 +113,7 @@ func newMetrics() *metrics {
 	}
 	m.reg.MustRegister(
 		m.decisions, m.reported, m.decisionDuration, m.storeWrite, m.snapshotRevision, m.snapshotPolicies,
+		m.watchStreams, m.watchRefused, m.watchEvicted,
 		m.grpcStarted, m.grpcHandled, m.grpcDuration, m.grpcMsgSent, m.grpcMsgRecv,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -55,6 +55,8 @@ type options struct {
 	log              *slog.Logger
 	logDecisions     bool
 	progressInterval time.Duration
+	maxWatchers      int
+	watchSendTimeout time.Duration
 	retryMin         time.Duration
 	retryMax         time.Duration
 }
@@ -134,6 +136,7 @@ type Server struct {
 	metrics *metrics
 	live    *live
 	health  *health.Server
+	watches *watchSlots
 
 	ready     chan struct{} // closed when the initial load finished
 	readyOnce sync.Once
@@ -152,7 +155,10 @@ func New(st store.Store, opts ...Option) (*Server, error) {
 	if st == nil {
 		return nil, errors.New("server: nil store")
 	}
-	o := options{progressInterval: 10 * time.Second, retryMin: 100 * time.Millisecond, retryMax: 5 * time.Second}
+	o := options{
+		progressInterval: 10 * time.Second, retryMin: 100 * time.Millisecond, retryMax: 5 * time.Second,
+		maxWatchers: DefaultMaxWatchers, watchSendTimeout: DefaultWatchSendTimeout,
+	}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
@@ -173,6 +179,7 @@ func New(st store.Store, opts ...Option) (*Server, error) {
 		log:      o.log,
 		auth:     auth,
 		metrics:  m,
+		watches:  newWatchSlots(o.maxWatchers, m),
 		live:     newLive(m, o.log, o.defaultPolicy),
 		health:   health.NewServer(),
 		ready:    make(chan struct{}),

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corsd/corsd/server"
 	"github.com/corsd/corsd/store/boltstore"
 )
 
@@ -33,6 +34,8 @@ type config struct {
 	retainAge        time.Duration
 	restoreFrom      string
 	restoreOverwrite bool
+	maxWatchers      int
+	watchSendTimeout time.Duration
 }
 
 // envName is the environment fallback of a flag: --tls-cert is
@@ -51,7 +54,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&c.httpListen, "http-listen", "127.0.0.1:9090", "HTTP listen address for /metrics, /healthz and /readyz; empty disables it")
 	fs.StringVar(&c.db, "db", "corsd.db", "bbolt database file, created when missing")
 	fs.StringVar(&c.tokensFile, "tokens-file", "", "YAML or JSON file of bearer tokens: a list of {name, token, scopes}")
-	fs.BoolVar(&c.decisionAuth, "decision-auth", false, "require a token with the check scope for decision and ext_authz calls")
+	fs.BoolVar(&c.decisionAuth, "decision-auth", false, "require a token with the check scope for CheckOrigin and ext_authz calls (WatchPolicies and ReportDecisions need it whenever tokens are configured)")
 	fs.StringVar(&c.defaultPolicy, "default-policy", "", "policy applied when a request names none and no policy governs its host (policies/{id} or id)")
 	fs.StringVar(&c.bootstrap, "bootstrap", "", "YAML or JSON list of policies to create at start when they do not exist")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM) for the gRPC port")
@@ -65,6 +68,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.DurationVar(&c.retainAge, "retain-age", 0, "drop changes older than this from the change log; 0 for no age limit")
 	fs.StringVar(&c.restoreFrom, "restore-from", "", "restore the database from this backup file before opening it")
 	fs.BoolVar(&c.restoreOverwrite, "restore-overwrite", false, "let --restore-from replace an existing database file")
+	fs.IntVar(&c.maxWatchers, "max-watchers", server.DefaultMaxWatchers, "concurrent WatchPolicies streams; more are refused with RESOURCE_EXHAUSTED")
+	fs.DurationVar(&c.watchSendTimeout, "watch-send-timeout", server.DefaultWatchSendTimeout, "cut off a WatchPolicies stream whose client reads nothing for this long")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
