@@ -28,8 +28,9 @@ import (
 type Scope string
 
 // The scopes. PolicyService reads need ScopeRead and writes ScopeWrite;
-// DecisionService and ext_authz calls need ScopeCheck when decision auth is
-// on (WithDecisionAuth). A scope implies no other.
+// CheckOrigin and ext_authz calls need ScopeCheck when decision auth is on
+// (WithDecisionAuth); WatchPolicies and ReportDecisions need ScopeCheck
+// whenever tokens are configured. A scope implies no other.
 const (
 	ScopeRead  Scope = "read"
 	ScopeWrite Scope = "write"
@@ -168,6 +169,14 @@ var methodScopes = map[string]Scope{
 	authv3.Authorization_Check_FullMethodName:              ScopeCheck,
 }
 
+// gatedMethods need their scope whenever tokens are configured, whatever
+// WithDecisionAuth says: a watch hands out every policy and a report feeds
+// the metrics, neither of which is a decision that gateways make unauthenticated.
+var gatedMethods = map[string]bool{
+	corsdv1.DecisionService_WatchPolicies_FullMethodName:   true,
+	corsdv1.DecisionService_ReportDecisions_FullMethodName: true,
+}
+
 // openMethodPrefixes need no token: health checks and reflection.
 var openMethodPrefixes = []string{"/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/"}
 
@@ -223,10 +232,10 @@ func (a *authenticator) authorize(ctx context.Context, fullMethod string) (conte
 		}
 		return ctx, status.Errorf(codes.PermissionDenied, "server: no access rule for %s", fullMethod)
 	}
-	if need == ScopeCheck && !a.decisionAuth {
+	tokens := *a.tokens.Load()
+	if need == ScopeCheck && !a.decisionAuth && (len(tokens) == 0 || !gatedMethods[fullMethod]) {
 		return ctx, nil
 	}
-	tokens := *a.tokens.Load()
 	if len(tokens) == 0 {
 		if isLoopbackPeer(ctx) {
 			return store.WithActor(ctx, LocalActor), nil

@@ -36,6 +36,20 @@ func TestAuth(t *testing.T) {
 		_, err := authv3.NewAuthorizationClient(e.conn).Check(ctx, &authv3.CheckRequest{})
 		return err
 	}
+	watch := func(e *env, ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		s, err := e.dec.WatchPolicies(ctx, &corsdv1.WatchPoliciesRequest{})
+		if err != nil {
+			return err
+		}
+		_, err = s.Recv()
+		return err
+	}
+	report := func(e *env, ctx context.Context) error {
+		_, err := e.dec.ReportDecisions(ctx, &corsdv1.ReportDecisionsRequest{Reporter: "svc", Reports: []*corsdv1.DecisionReport{refusedReport(1)}})
+		return err
+	}
 	health := func(e *env, ctx context.Context) error {
 		_, err := healthpb.NewHealthClient(e.conn).Check(ctx, &healthpb.HealthCheckRequest{})
 		return err
@@ -81,6 +95,15 @@ func TestAuth(t *testing.T) {
 		{name: "decision auth: ext_authz without token", env: closed, call: extAuthz, ctx: context.Background(), want: codes.Unauthenticated},
 		{name: "decision auth: ext_authz with reader", env: closed, call: extAuthz, ctx: as(readerToken), want: codes.PermissionDenied, wantMsg: `"check" scope`},
 		{name: "decision auth: ext_authz with checker", env: closed, call: extAuthz, ctx: as(checkerToken), want: codes.OK},
+		// Tokens configured: a watch and a report need the check scope even
+		// with decision auth off (they were open side doors).
+		{name: "open decisions: watch without token", env: open, call: watch, ctx: context.Background(), want: codes.Unauthenticated},
+		{name: "open decisions: watch with reader", env: open, call: watch, ctx: as(readerToken), want: codes.PermissionDenied, wantMsg: `"check" scope`},
+		{name: "open decisions: watch with checker", env: open, call: watch, ctx: as(checkerToken), want: codes.OK},
+		{name: "open decisions: report without token", env: open, call: report, ctx: context.Background(), want: codes.Unauthenticated},
+		{name: "open decisions: report with admin", env: open, call: report, ctx: as(adminToken), want: codes.PermissionDenied, wantMsg: `"check" scope`},
+		{name: "open decisions: report with checker", env: open, call: report, ctx: as(checkerToken), want: codes.OK},
+		{name: "decision auth: report without token", env: closed, call: report, ctx: context.Background(), want: codes.Unauthenticated},
 		{name: "health is open", env: closed, call: health, ctx: context.Background(), want: codes.OK},
 		{name: "reflection is open", env: closed, call: reflect, ctx: context.Background(), want: codes.OK},
 	}
@@ -142,9 +165,13 @@ func TestNoTokensLoopbackOnly(t *testing.T) {
 		if !strings.Contains(st.Message(), "loopback") {
 			t.Errorf("message %q does not explain the loopback rule", st.Message())
 		}
-		// Decisions stay open.
+		// Decisions stay open; so do watches and reports while no token
+		// is configured (there is no token to ask for).
 		if _, err := e.dec.CheckOrigin(context.Background(), &corsdv1.CheckOriginRequest{Method: "GET"}); err != nil {
 			t.Errorf("CheckOrigin: %v", err)
+		}
+		if _, err := e.dec.ReportDecisions(context.Background(), &corsdv1.ReportDecisionsRequest{Reporter: "svc", Reports: []*corsdv1.DecisionReport{refusedReport(1)}}); err != nil {
+			t.Errorf("ReportDecisions: %v", err)
 		}
 	})
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -140,34 +142,141 @@ func (d *decisionService) watchPolicies(ctx context.Context, req *corsdv1.WatchP
 	if start < 0 {
 		return badField("start_revision", fmt.Sprint(start), "is negative", "use 0 to start from the current state, or a revision from a previous stream")
 	}
-	if start > 0 {
-		cur, err := d.s.store.Revision(ctx)
-		if err != nil {
-			return err
-		}
-		if start > cur {
-			return status.Errorf(codes.OutOfRange, "server: start_revision %d is past the store's revision %d; resync with start_revision 0", start, cur)
-		}
+	release, err := d.s.watches.acquire()
+	if err != nil {
+		return err
+	}
+	defer release()
+	cur, err := d.s.store.Revision(ctx)
+	if err != nil {
+		return err
+	}
+	if start > cur {
+		return status.Errorf(codes.OutOfRange, "server: start_revision %d is past the store's revision %d; resync with start_revision 0", start, cur)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// The store reads and decodes only the named policies (all without).
-	w, err := d.s.store.Watch(ctx, start, req.GetNames()...)
+	snd := newWatchSender(stream, d.s.opts.watchSendTimeout)
+	stalled := false
+	defer func() { snd.close(stalled) }()
+
+	f := &follower{d: d, snd: snd, filter: filter, last: start}
+	since := start
+	if start == 0 && cur > 0 {
+		// The initial state is read here in chunks rather than by the
+		// store's own snapshot, which decodes every policy at once for
+		// each watcher: a client that does not read would pin a copy of
+		// the store. Subscribe first, then list: what changed meanwhile
+		// arrives as events after cur.
+		since, f.last, f.owed = cur, cur, true
+	}
+	// The store filters the live changes by name before decoding them.
+	w, err := d.s.store.Watch(ctx, since, req.GetNames()...)
 	if err != nil {
 		return watchError(err, start)
 	}
-	last := start
-	interval := d.s.opts.progressInterval
+	if f.owed {
+		if err := f.sendInitial(ctx, cur, req.GetNames()); err != nil {
+			stalled = errors.Is(err, errStalled)
+			return f.end(err)
+		}
+	}
+	err = f.follow(ctx, w)
+	stalled = errors.Is(err, errStalled)
+	return f.end(err)
+}
+
+// follower streams one watch: the initial state (when it reads it
+// itself), then the store's events.
+type follower struct {
+	d      *decisionService
+	snd    *watchSender
+	filter map[string]bool
+	// last is the revision a client resumes from.
+	last int64
+	// owed: SYNCED is still to be sent, once last reaches syncAt.
+	owed   bool
+	syncAt int64
+	// newer holds the policies of the initial state read at a revision
+	// past the one it started from: older events about them are skipped,
+	// so that a client never goes back to an older version.
+	newer map[string]int64
+}
+
+// sendInitial sends the policies as of at least revision from, as
+// SNAPSHOT events: the named ones, or all of them a chunk at a time.
+func (f *follower) sendInitial(ctx context.Context, from int64, names []string) error {
+	f.syncAt = from
+	sendOne := func(p *corsdv1.Policy) error {
+		if r := p.GetRevision(); r > from {
+			if f.newer == nil {
+				f.newer = make(map[string]int64)
+			}
+			f.newer[p.GetName()] = r
+			f.syncAt = max(f.syncAt, r)
+		}
+		return f.snd.send(ctx, &corsdv1.WatchPoliciesResponse{Type: corsdv1.WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT, Revision: p.GetRevision(), Name: p.GetName(), Policy: p})
+	}
+	if len(names) > 0 {
+		// Filter before reading: only the named policies are decoded.
+		for _, n := range slices.Sorted(maps.Keys(f.filter)) {
+			p, err := f.d.s.store.Get(ctx, n)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				continue
+			case errors.Is(err, store.ErrDataLoss):
+				f.d.s.log.ErrorContext(ctx, "watch: a damaged policy is left out of the initial state", "policy", n, "err", err)
+				continue
+			case err != nil:
+				return err
+			}
+			if err := sendOne(p); err != nil {
+				return err
+			}
+		}
+		return f.maybeSynced(ctx)
+	}
+	token := ""
+	for {
+		page, err := f.d.s.store.List(ctx, watchChunk, token)
+		if err != nil {
+			return err
+		}
+		for i, p := range page.Policies {
+			page.Policies[i] = nil // let it go once sent
+			if err := sendOne(p); err != nil {
+				return err
+			}
+		}
+		if token = page.NextPageToken; token == "" {
+			return f.maybeSynced(ctx)
+		}
+	}
+}
+
+// maybeSynced sends SYNCED once the stream has reached every revision the
+// initial state showed.
+func (f *follower) maybeSynced(ctx context.Context) error {
+	if !f.owed || f.last < f.syncAt {
+		return nil
+	}
+	f.owed, f.newer = false, nil
+	return f.snd.send(ctx, &corsdv1.WatchPoliciesResponse{Type: corsdv1.WatchEventType_WATCH_EVENT_TYPE_SYNCED, Revision: f.last})
+}
+
+// follow sends the store's events until the watch ends.
+func (f *follower) follow(ctx context.Context, w store.Watch) error {
+	interval := f.d.s.opts.progressInterval
 	idle := time.NewTimer(interval)
 	defer idle.Stop()
 	events := w.Events()
 	for {
 		select {
-		case <-d.s.shutdown:
-			return status.Errorf(codes.Unavailable, "server: shutting down; resume from revision %d", last)
+		case <-f.d.s.shutdown:
+			return status.Errorf(codes.Unavailable, "server: shutting down; resume from revision %d", f.last)
 		case <-idle.C:
-			if last > 0 {
-				if err := stream.Send(&corsdv1.WatchPoliciesResponse{Type: corsdv1.WatchEventType_WATCH_EVENT_TYPE_PROGRESS, Revision: last}); err != nil {
+			if f.last > 0 && !f.owed {
+				if err := f.snd.send(ctx, &corsdv1.WatchPoliciesResponse{Type: corsdv1.WatchEventType_WATCH_EVENT_TYPE_PROGRESS, Revision: f.last}); err != nil {
 					return err
 				}
 			}
@@ -177,23 +286,37 @@ func (d *decisionService) watchPolicies(ctx context.Context, req *corsdv1.WatchP
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				return watchError(w.Err(), last)
+				return watchError(w.Err(), f.last)
 			}
-			msg := watchEvent(ev, filter)
+			msg := watchEvent(ev, f.filter)
 			if ev.Type != store.EventSnapshot {
 				// Snapshot events carry the policy's revision, not the
 				// stream position; resume only after the synced event.
-				last = ev.Revision
+				f.last = ev.Revision
 			}
-			if msg == nil {
-				continue
+			if r, ok := f.newer[ev.Name]; ok && ev.Revision <= r {
+				msg = nil // the client has a newer version already
 			}
-			if err := stream.Send(msg); err != nil {
+			if msg != nil {
+				if err := f.snd.send(ctx, msg); err != nil {
+					return err
+				}
+				idle.Reset(interval)
+			}
+			if err := f.maybeSynced(ctx); err != nil {
 				return err
 			}
-			idle.Reset(interval)
 		}
 	}
+}
+
+// end maps why a watch ended.
+func (f *follower) end(err error) error {
+	if errors.Is(err, errStalled) {
+		f.d.s.metrics.watchEvicted.Inc()
+		return status.Errorf(codes.ResourceExhausted, "server: the client read nothing for %s and the stream was cut off; resume from revision %d", f.d.s.opts.watchSendTimeout, f.last)
+	}
+	return err
 }
 
 // watchEvent converts ev, or returns nil when filter leaves it out.

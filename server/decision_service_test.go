@@ -230,7 +230,7 @@ func TestWatchPolicies(t *testing.T) {
 	e := newTokenEnv(t)
 	e.create("a", &corsdv1.Policy{})
 	e.create("b", &corsdv1.Policy{})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(as(checkerToken), 20*time.Second)
 	defer cancel()
 
 	all, err := e.dec.WatchPolicies(ctx, &corsdv1.WatchPoliciesRequest{})
@@ -294,7 +294,7 @@ func TestWatchPoliciesCutOff(t *testing.T) {
 		return fs
 	}})
 	e.create("a", &corsdv1.Policy{})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(as(checkerToken), 10*time.Second)
 	defer cancel()
 	s, err := e.dec.WatchPolicies(ctx, &corsdv1.WatchPoliciesRequest{})
 	if err != nil {
@@ -360,7 +360,7 @@ func TestWatchPoliciesErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(as(checkerToken), 10*time.Second)
 			defer cancel()
 			s, err := e.dec.WatchPolicies(ctx, tt.req)
 			if err == nil {
@@ -381,7 +381,7 @@ func TestWatchPoliciesErrors(t *testing.T) {
 func TestWatchPoliciesProgressAndShutdown(t *testing.T) {
 	e := newTokenEnv(t, WithProgressInterval(50*time.Millisecond))
 	e.create("a", &corsdv1.Policy{})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(as(checkerToken), 10*time.Second)
 	defer cancel()
 	s, err := e.dec.WatchPolicies(ctx, &corsdv1.WatchPoliciesRequest{Names: []string{"policies/zzz"}})
 	if err != nil {

@@ -30,6 +30,9 @@ type metrics struct {
 	storeWrite       *prometheus.HistogramVec
 	snapshotRevision prometheus.Gauge
 	snapshotPolicies prometheus.Gauge
+	watchStreams     prometheus.Gauge
+	watchRefused     prometheus.Counter
+	watchEvicted     prometheus.Counter
 
 	grpcStarted  *prometheus.CounterVec
 	grpcHandled  *prometheus.CounterVec
@@ -74,6 +77,18 @@ func newMetrics() *metrics {
 			Name: "corsd_snapshot_policies",
 			Help: "Number of policies in the live decision snapshot.",
 		}),
+		watchStreams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "corsd_watch_streams",
+			Help: "Open WatchPolicies streams.",
+		}),
+		watchRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "corsd_watch_streams_refused_total",
+			Help: "WatchPolicies streams refused because --max-watchers were open.",
+		}),
+		watchEvicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "corsd_watch_streams_evicted_total",
+			Help: "WatchPolicies streams cut off because their client stopped reading for --watch-send-timeout.",
+		}),
 		grpcStarted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "grpc_server_started_total",
 			Help: "RPCs started on the server.",
@@ -98,12 +113,27 @@ func newMetrics() *metrics {
 	}
 	m.reg.MustRegister(
 		m.decisions, m.reported, m.decisionDuration, m.storeWrite, m.snapshotRevision, m.snapshotPolicies,
+		m.watchStreams, m.watchRefused, m.watchEvicted,
 		m.grpcStarted, m.grpcHandled, m.grpcDuration, m.grpcMsgSent, m.grpcMsgRecv,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	m.noPolicy = m.countersFor(noPolicyLabel)
 	return m
+}
+
+// damageCounter is a store that counts the damaged records it left out
+// of watch snapshots (boltstore does).
+type damageCounter interface{ DamagedRecords() int64 }
+
+// watchStore exports the store's own counters, when it keeps them.
+func (m *metrics) watchStore(st any) {
+	if dc, ok := st.(damageCounter); ok {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "corsd_store_damaged_records_total",
+			Help: "Damaged records (checksum mismatch) that the store left out of a watch's initial state; their policies do not serve.",
+		}, func() float64 { return float64(dc.DamagedRecords()) }))
+	}
 }
 
 // Label values, indexed by policy.Kind and policy.Reason. Values past the

@@ -24,7 +24,30 @@ import (
 const (
 	defaultPageSize = 100
 	maxPageSize     = 1000
+	// maxPageBytes bounds the encoded items of one List page, with a
+	// margin under the 4 MiB a gRPC client accepts by default. A page
+	// always holds at least one item, so a larger item is sent alone.
+	maxPageBytes = 3 << 20
+	// listChunk is how many items a List call reads from the store at a
+	// time, so that a page of large items stops early instead of decoding
+	// a thousand of them.
+	listChunk = 32
+	// itemOverhead is a repeated field's tag and length prefix, at most.
+	itemOverhead = 6
 )
+
+// fitBytes returns how many leading items fit in budget bytes, and their
+// size. With first set the first item is taken whatever its size.
+func fitBytes[M proto.Message](items []M, budget int, first bool) (n, used int) {
+	for i, m := range items {
+		sz := proto.Size(m) + itemOverhead
+		if used+sz > budget && (i > 0 || !first) {
+			return i, used
+		}
+		used += sz
+	}
+	return len(items), used
+}
 
 // policyService implements corsd.v1.PolicyService. Every write validates
 // the whole resulting policy with policypb.Normalize and stores nothing
@@ -163,11 +186,54 @@ func (ps *policyService) ListPolicies(ctx context.Context, req *corsdv1.ListPoli
 	if err != nil {
 		return nil, toStatus(ctx, err)
 	}
-	page, err := ps.s.store.List(ctx, size, req.GetPageToken())
+	page, err := ps.listPage(ctx, size, req.GetPageToken())
 	if err != nil {
 		return nil, toStatus(ctx, err)
 	}
 	return &corsdv1.ListPoliciesResponse{Policies: page.Policies, NextPageToken: page.NextPageToken}, nil
+}
+
+// listPage reads up to size policies after token in chunks, and stops
+// early when the next one would take the page past maxPageBytes.
+func (ps *policyService) listPage(ctx context.Context, size int, token string) (store.ListPage, error) {
+	var out store.ListPage
+	budget := maxPageBytes
+	for len(out.Policies) < size {
+		n := min(size-len(out.Policies), listChunk)
+		page, used, err := ps.fitList(ctx, n, token, budget, len(out.Policies) == 0)
+		if err != nil {
+			return store.ListPage{}, err
+		}
+		out.Policies = append(out.Policies, page.Policies...)
+		budget -= used
+		token = page.NextPageToken
+		if token == "" || len(page.Policies) < n {
+			break
+		}
+	}
+	out.NextPageToken = token
+	return out, nil
+}
+
+// fitList reads up to n policies after token and keeps those that fit in
+// budget, with the store's token after the last one kept. The store's
+// tokens are opaque, so a page that does not fit is read again, shorter;
+// n shrinks on every round, so this ends.
+func (ps *policyService) fitList(ctx context.Context, n int, token string, budget int, first bool) (store.ListPage, int, error) {
+	for {
+		page, err := ps.s.store.List(ctx, n, token)
+		if err != nil {
+			return store.ListPage{}, 0, err
+		}
+		k, used := fitBytes(page.Policies, budget, first)
+		switch {
+		case k == len(page.Policies):
+			return page, used, nil
+		case k == 0:
+			return store.ListPage{NextPageToken: token}, 0, nil
+		}
+		n = k
+	}
 }
 
 // maskFields returns the fields an update mask names: every writable field
@@ -412,20 +478,29 @@ func (ps *policyService) listChanges(ctx context.Context, req *corsdv1.ListChang
 			return nil, err
 		}
 	}
-	// One more than asked tells whether another page follows.
-	changes, err := ps.s.store.Changes(ctx, store.ChangesQuery{Since: since, Limit: size + 1, Name: req.GetPolicy()})
-	if err != nil {
-		return nil, err
+	// Read in chunks, one more than asked for each: the extra tells
+	// whether more follow. Stop early when the page would pass
+	// maxPageBytes.
+	resp := &corsdv1.ListChangesResponse{}
+	budget, more := maxPageBytes, false
+	for len(resp.Changes) < size {
+		n := min(size-len(resp.Changes), listChunk)
+		changes, err := ps.s.store.Changes(ctx, store.ChangesQuery{Since: since, Limit: n + 1, Name: req.GetPolicy()})
+		if err != nil {
+			return nil, err
+		}
+		got := changes[:min(n, len(changes))]
+		k, used := fitBytes(got, budget, len(resp.Changes) == 0)
+		resp.Changes = append(resp.Changes, got[:k]...)
+		budget -= used
+		more = k < len(got) || len(changes) > n
+		if !more || k < len(got) {
+			break
+		}
+		since = got[k-1].GetRevision()
 	}
-	resp := &corsdv1.ListChangesResponse{Changes: changes}
-	switch {
-	case len(changes) > size:
-		resp.Changes = changes[:size]
-		resp.NextPageToken = encodeChangesToken(changes[size-1].GetRevision(), req.GetPolicy())
-	case len(changes) == size && size == maxPageSize:
-		// The store caps a page at maxPageSize, so it could not return the
-		// extra change: more may follow (the next page may be empty).
-		resp.NextPageToken = encodeChangesToken(changes[size-1].GetRevision(), req.GetPolicy())
+	if more && len(resp.Changes) > 0 {
+		resp.NextPageToken = encodeChangesToken(resp.Changes[len(resp.Changes)-1].GetRevision(), req.GetPolicy())
 	}
 	return resp, nil
 }

@@ -55,7 +55,7 @@ func TestReportDecisionsValidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := e.dec.ReportDecisions(e.admin(), tt.req)
+			_, err := e.dec.ReportDecisions(as(checkerToken), tt.req)
 			wantViolations(t, err, tt.fields...)
 		})
 	}

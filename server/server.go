@@ -55,6 +55,8 @@ type options struct {
 	log              *slog.Logger
 	logDecisions     bool
 	progressInterval time.Duration
+	maxWatchers      int
+	watchSendTimeout time.Duration
 	retryMin         time.Duration
 	retryMax         time.Duration
 }
@@ -134,6 +136,7 @@ type Server struct {
 	metrics *metrics
 	live    *live
 	health  *health.Server
+	watches *watchSlots
 
 	ready     chan struct{} // closed when the initial load finished
 	readyOnce sync.Once
@@ -152,7 +155,10 @@ func New(st store.Store, opts ...Option) (*Server, error) {
 	if st == nil {
 		return nil, errors.New("server: nil store")
 	}
-	o := options{progressInterval: 10 * time.Second, retryMin: 100 * time.Millisecond, retryMax: 5 * time.Second}
+	o := options{
+		progressInterval: 10 * time.Second, retryMin: 100 * time.Millisecond, retryMax: 5 * time.Second,
+		maxWatchers: DefaultMaxWatchers, watchSendTimeout: DefaultWatchSendTimeout,
+	}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
@@ -166,12 +172,14 @@ func New(st store.Store, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	m := newMetrics()
+	m.watchStore(st)
 	s := &Server{
 		store:    st,
 		opts:     o,
 		log:      o.log,
 		auth:     auth,
 		metrics:  m,
+		watches:  newWatchSlots(o.maxWatchers, m),
 		live:     newLive(m, o.log, o.defaultPolicy),
 		health:   health.NewServer(),
 		ready:    make(chan struct{}),
@@ -189,11 +197,13 @@ func New(st store.Store, opts ...Option) (*Server, error) {
 }
 
 // ServerOptions returns the options to build the grpc.Server with: the
-// interceptor chain (metrics, panic recovery, auth) and the limits.
+// codec, the interceptor chain (metrics, undecodable requests, panic
+// recovery, auth) and the limits.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(s.metrics.unary, s.recoverUnary, s.auth.unary),
-		grpc.ChainStreamInterceptor(s.metrics.stream, s.recoverStream, s.auth.stream),
+		grpc.ForceServerCodecV2(newRequestCodec()),
+		grpc.ChainUnaryInterceptor(s.metrics.unary, decodeUnary, s.recoverUnary, s.auth.unary),
+		grpc.ChainStreamInterceptor(s.metrics.stream, decodeStream, s.recoverStream, s.auth.stream),
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
 		grpc.MaxHeaderListSize(MaxHeaderListSize),
 		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
@@ -277,6 +287,9 @@ func (s *Server) markReady() {
 		}
 		snap := s.live.cur.Load()
 		s.log.Info("policies loaded", "policies", len(snap.byName), "revision", snap.rev)
+		if dc, ok := s.store.(damageCounter); ok && dc.DamagedRecords() > 0 {
+			s.log.Error("damaged records were left out of the snapshot: their policies do not serve; GetPolicy names each one (DataLoss); delete and recreate them, or restore a backup", "damaged", dc.DamagedRecords())
+		}
 		if d := s.opts.defaultPolicy; d != "" && snap.byName[d] == nil {
 			s.log.Warn("the default policy does not exist (yet); requests without a policy get none", "default_policy", d)
 		}

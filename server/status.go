@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"syscall"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -137,6 +138,17 @@ func toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.Aborted, "the policy changed since it was read (stale etag); read it again and retry with its current etag")
 	case errors.Is(err, store.ErrCompacted):
 		return status.Error(codes.OutOfRange, "the changes after that revision are no longer retained; start again from revision 0")
+	case isNoSpace(err):
+		// Nothing was written; the same call succeeds once space is freed.
+		slog.ErrorContext(ctx, "store write failed: no space left", "err", err)
+		return status.Error(codes.ResourceExhausted, "no space left on the store's volume; nothing was written: free space (or raise the quota) and retry")
+	case errors.Is(err, store.ErrDataLoss):
+		slog.ErrorContext(ctx, "damaged record in the store", "err", err)
+		what := "a stored record"
+		if de, ok := errors.AsType[*store.DamagedError](err); ok {
+			what = "the stored " + de.Record
+		}
+		return status.Error(codes.DataLoss, what+" is damaged (its checksum does not match); delete the policy (no etag needed) and create it again, or restore a backup")
 	case errors.Is(err, store.ErrInvalidArgument):
 		return status.Error(codes.InvalidArgument, "the request holds a value corsd cannot use, such as a page_token it did not issue; pass next_page_token unchanged")
 	case errors.Is(err, store.ErrWatchTooSlow):
@@ -161,11 +173,33 @@ func toStatus(ctx context.Context, err error) error {
 	return status.Error(codes.Internal, "internal error")
 }
 
+// Bounds of the BadRequest detail, which travels in the trailer: a policy
+// with 20,000 bad origins would otherwise make a trailer of megabytes.
+const (
+	maxViolations          = 100
+	maxViolationDescLength = 1024
+)
+
+// isNoSpace reports a write that failed for want of space. bbolt formats
+// some of its errors with %s, which drops the errno; its text remains.
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		strings.Contains(err.Error(), syscall.ENOSPC.Error()) || strings.Contains(err.Error(), syscall.EDQUOT.Error())
+}
+
 func badRequestStatus(e *badRequestError) error {
 	st := status.New(codes.InvalidArgument, e.Error())
-	br := &errdetails.BadRequest{FieldViolations: make([]*errdetails.BadRequest_FieldViolation, 0, len(e.violations))}
-	for _, v := range e.violations {
-		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.field, Description: v.description})
+	shown := e.violations[:min(len(e.violations), maxViolations)]
+	br := &errdetails.BadRequest{FieldViolations: make([]*errdetails.BadRequest_FieldViolation, 0, len(shown)+1)}
+	for _, v := range shown {
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.field, Description: truncate(v.description, maxViolationDescLength)})
+	}
+	if rest := len(e.violations) - len(shown); rest > 0 {
+		next := e.violations[len(shown)]
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
+			Field:       next.field,
+			Description: fmt.Sprintf("and %d more violations from this field on, not listed; fix the ones above and retry to see them", rest),
+		})
 	}
 	if withDetails, err := st.WithDetails(br); err == nil {
 		st = withDetails

@@ -77,6 +77,10 @@ var (
 	ErrWatchTooSlow = errors.New("store: watcher too slow; resume from its last revision")
 	// ErrClosed: the store is closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrDataLoss: a stored record is damaged (its checksum does not
+	// match); the rest of the store is readable, and deleting the damaged
+	// policy (without an etag) or restoring a backup repairs it.
+	ErrDataLoss = errors.New("store: data loss: a stored record is damaged")
 	// ErrInvalidArgument: the call itself is malformed (a page token that
 	// the store did not issue, a negative page size or limit, a policy
 	// without a name); retrying it unchanged fails again.
@@ -107,6 +111,20 @@ func (e *HostConflictError) Unwrap() error { return ErrExists }
 
 // HostKey is the form in which hosts are compared for uniqueness.
 func HostKey(host string) string { return strings.ToLower(host) }
+
+// DamagedError names a damaged record (one whose checksum does not
+// match). It wraps ErrDataLoss.
+type DamagedError struct {
+	// Record says which record: `policy "policies/acme"` or `change 12`.
+	Record string
+}
+
+func (e *DamagedError) Error() string {
+	return "store: " + e.Record + " is damaged (checksum mismatch)"
+}
+
+// Unwrap makes errors.Is(err, ErrDataLoss) hold.
+func (e *DamagedError) Unwrap() error { return ErrDataLoss }
 
 // Precondition makes a write conditional. The zero value is unconditional.
 type Precondition struct {

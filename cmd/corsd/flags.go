@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corsd/corsd/server"
 	"github.com/corsd/corsd/store/boltstore"
 )
 
@@ -41,6 +42,8 @@ type config struct {
 	retainAge        time.Duration
 	restoreFrom      string
 	restoreOverwrite bool
+	maxWatchers      int
+	watchSendTimeout time.Duration
 }
 
 // envName is the environment fallback of a flag: --tls-cert is
@@ -65,7 +68,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&c.etcdUsername, "etcd-username", "", "etcd user; the password comes from CORSD_ETCD_PASSWORD or --etcd-password-file")
 	fs.StringVar(&c.etcdPasswordFile, "etcd-password-file", "", "file holding the etcd password")
 	fs.StringVar(&c.tokensFile, "tokens-file", "", "YAML or JSON file of bearer tokens: a list of {name, token, scopes}")
-	fs.BoolVar(&c.decisionAuth, "decision-auth", false, "require a token with the check scope for decision and ext_authz calls")
+	fs.BoolVar(&c.decisionAuth, "decision-auth", false, "require a token with the check scope for CheckOrigin and ext_authz calls (WatchPolicies and ReportDecisions need it whenever tokens are configured)")
 	fs.StringVar(&c.defaultPolicy, "default-policy", "", "policy applied when a request names none and no policy governs its host (policies/{id} or id)")
 	fs.StringVar(&c.bootstrap, "bootstrap", "", "YAML or JSON list of policies to create at start when they do not exist")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM) for the gRPC port")
@@ -80,6 +83,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&c.restoreFrom, "restore-from", "", "load this backup (corsctl backup) into the store before serving; the store must be empty (a bolt file that does not exist yet, or an empty etcd prefix)")
 	fs.BoolVar(&c.restoreOverwrite, "restore-overwrite", false, "bolt: let --restore-from replace an existing database file")
 	showVersion := fs.Bool("version", false, "print the version and VCS revision corsd was built from, and exit")
+	fs.IntVar(&c.maxWatchers, "max-watchers", server.DefaultMaxWatchers, "concurrent WatchPolicies streams; more are refused with RESOURCE_EXHAUSTED")
+	fs.DurationVar(&c.watchSendTimeout, "watch-send-timeout", server.DefaultWatchSendTimeout, "cut off a WatchPolicies stream whose client reads nothing for this long")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err

@@ -75,7 +75,8 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) (err error) {
 		}
 	}
 
-	opts := []server.Option{server.WithLogger(log), server.WithTokens(tokens...)}
+	opts := []server.Option{server.WithLogger(log), server.WithTokens(tokens...),
+		server.WithMaxWatchers(cfg.maxWatchers), server.WithWatchSendTimeout(cfg.watchSendTimeout)}
 	if cfg.decisionAuth {
 		opts = append(opts, server.WithDecisionAuth())
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -94,6 +95,22 @@ func FromConfig(c policy.Config) *corsdv1.Policy {
 // *policy.FieldError (see policy.FieldErrors), with proto field names.
 func Compile(p *corsdv1.Policy) (*policy.Policy, error) {
 	c := ToConfig(p)
+	if d := p.GetDescription(); len(d) > policy.MaxDescriptionLength {
+		// The engine does not see the policy's description; bound it
+		// here as it bounds each origin's.
+		_, err := compileMaxAge(p, c)
+		return nil, errors.Join(&policy.FieldError{
+			Field:  "description",
+			Value:  strings.ToValidUTF8(d[:64], "") + "...",
+			Reason: fmt.Sprintf("description is %d bytes long; the limit is %d", len(d), policy.MaxDescriptionLength),
+			Fix:    "shorten the description",
+		}, err)
+	}
+	return compileMaxAge(p, c)
+}
+
+// compileMaxAge is Compile past the description check.
+func compileMaxAge(p *corsdv1.Policy, c policy.Config) (*policy.Policy, error) {
 	if d := p.GetMaxAge(); d != nil && d.CheckValid() != nil {
 		// Seconds and nanos of opposite signs, or nanos past a second: the
 		// engine would see a plausible duration, so refuse it here (and

@@ -2,6 +2,7 @@ package policypb
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -224,6 +225,8 @@ func TestNormalizeErrors(t *testing.T) {
 		{name: "invalid duration", in: &corsdv1.Policy{MaxAge: &durationpb.Duration{Seconds: 1, Nanos: 2_000_000_000}}, fields: []string{"max_age"}},
 		{name: "invalid duration and more", in: &corsdv1.Policy{MaxAge: &durationpb.Duration{Seconds: 1, Nanos: -1}, Hosts: []string{"a b"}}, fields: []string{"max_age", "hosts[0]"}},
 		{name: "statuses", in: &corsdv1.Policy{PreflightSuccessStatus: 201, PreflightFailureStatus: 500}, fields: []string{"preflight_success_status", "preflight_failure_status"}},
+		{name: "description too long", in: &corsdv1.Policy{Description: strings.Repeat("é", 1<<19)}, fields: []string{"description"}},
+		{name: "description too long and more", in: &corsdv1.Policy{Description: strings.Repeat("x", policy.MaxDescriptionLength+1), Mode: 5}, fields: []string{"description", "mode"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 )
 
 // BackupFile writes a consistent copy of the database file to w, from one
@@ -179,6 +181,10 @@ func Verify(path string) error {
 			if want := currentSchema(migrations); got > want {
 				return fmt.Errorf("boltstore: verify %s: %w", path, &SchemaVersionError{Found: got, Supported: want})
 			}
+			if got == 1 {
+				// Records without checksums: Open adds them.
+				return verifyLegacy(tx, path)
+			}
 			if err := checkLayout(tx); err != nil {
 				return fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
 			}
@@ -195,5 +201,26 @@ func Verify(path string) error {
 				return nil
 			})
 		})
+	})
+}
+
+// verifyLegacy is Verify's record check for a schema-1 file.
+func verifyLegacy(tx *bolt.Tx, path string) error {
+	if err := checkLayout(tx); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
+	}
+	if err := tx.Bucket(bucketPolicies).ForEach(func(k, v []byte) error {
+		if err := checkLegacyRecord(new(corsdv1.Policy), v); err != nil {
+			return fmt.Errorf("%w: %s: policy %q does not decode: %w", ErrCorrupt, path, k, err)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketChanges).ForEach(func(k, v []byte) error {
+		if err := checkLegacyRecord(new(corsdv1.Change), v); err != nil {
+			return fmt.Errorf("%w: %s: change %d does not decode: %w", ErrCorrupt, path, keyRev(k), err)
+		}
+		return nil
 	})
 }

@@ -6,12 +6,16 @@
 // so that they share one fsync (group commit, see group.go). An acknowledged write is on disk: the
 // file is fsynced on every commit.
 //
-// Layout (schema version 1):
+// Layout (schema version 2):
 //
 //	meta      "schema" → uint64, "revision" → uint64 (last committed),
 //	          "compacted" → uint64 (every change ≤ it was deleted)
-//	policies  name → deterministic protobuf corsd.v1.Policy
-//	changes   8-byte big-endian revision → protobuf corsd.v1.Change
+//	policies  name → record of a deterministic protobuf corsd.v1.Policy
+//	changes   8-byte big-endian revision → record of a protobuf corsd.v1.Change
+//
+// A record is a big-endian CRC-32C of its payload, then the payload; a
+// record whose checksum does not match is reported with store.ErrDataLoss.
+// Schema 1 stored bare payloads; Open migrates it.
 //
 // A Store is safe for concurrent use. Only one process may open a file at a
 // time: bbolt holds an exclusive lock on it.
@@ -21,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,7 +164,14 @@ type Store struct {
 	closed    bool
 	closeOnce sync.Once
 	closeErr  error
+	// damaged counts damaged records left out of watch snapshots.
+	damaged atomic.Int64
 }
+
+// DamagedRecords returns how many times a watch's initial state left out a
+// damaged record (one whose checksum does not match). Get, List and Changes
+// fail on such a record with store.ErrDataLoss instead.
+func (s *Store) DamagedRecords() int64 { return s.damaged.Load() }
 
 var _ store.Store = (*Store)(nil)
 
@@ -210,9 +222,15 @@ func open(path string, o options) (*Store, error) {
 // openBolt opens a bbolt file and turns its failures (and panics on a
 // damaged file) into errors that name the file and say what to do.
 func openBolt(path string, bo *bolt.Options, timeout time.Duration) (db *bolt.DB, err error) {
+	if err := checkDBFile(path); err != nil {
+		return nil, err
+	}
+	// A fault on the mapping (a page the checks could not vouch for)
+	// panics instead of killing the process; see safeTx.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			db, err = nil, fmt.Errorf("%w: %s: the file is damaged (%v)", ErrCorrupt, path, r)
+			db, err = nil, fmt.Errorf("%w: %s: the file is damaged (%v): %s", ErrCorrupt, path, r, restoreAdvice)
 		}
 	}()
 	db, err = bolt.Open(path, 0o600, bo)
@@ -230,8 +248,10 @@ func openBolt(path string, bo *bolt.Options, timeout time.Duration) (db *bolt.DB
 }
 
 // safeTx runs fn and turns a panic (bbolt panics on some damaged pages)
-// into ErrCorrupt.
+// into ErrCorrupt. A memory fault on the file's mapping (SIGBUS when the
+// file shrank under it) panics too, instead of killing the process.
 func safeTx(fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: the file is damaged (%v)", ErrCorrupt, r)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -259,7 +260,7 @@ func TestOpenErrors(t *testing.T) {
 			name:    "random bytes",
 			setup:   func(t *testing.T, path string) { mustWrite(t, path, random) },
 			want:    ErrCorrupt,
-			wantMsg: "corrupt or is not a bbolt database",
+			wantMsg: "no valid bbolt meta page",
 		},
 		{
 			name:    "small text file",
@@ -315,7 +316,7 @@ func TestOpenErrors(t *testing.T) {
 					return tx.Bucket(bucketMeta).Put(keySchema, u64(7))
 				})
 			},
-			wantMsg: "database schema version 7 is newer than this corsd supports (1); upgrade corsd",
+			wantMsg: "database schema version 7 is newer than this corsd supports (2); upgrade corsd",
 		},
 		{
 			name:    "directory",
@@ -346,12 +347,12 @@ func TestOpenErrors(t *testing.T) {
 			if _, err := prepare(tx, path, nil); err != nil {
 				return err
 			}
-			return tx.Bucket(bucketMeta).Put(keySchema, u64(2))
+			return tx.Bucket(bucketMeta).Put(keySchema, u64(3))
 		})
 		_, err := Open(path)
 		var se *SchemaVersionError
-		if !errors.As(err, &se) || se.Found != 2 || se.Supported != 1 {
-			t.Errorf("Open() = %v, want a *SchemaVersionError{2, 1}", err)
+		if !errors.As(err, &se) || se.Found != 3 || se.Supported != 2 {
+			t.Errorf("Open() = %v, want a *SchemaVersionError{3, 2}", err)
 		}
 	})
 }
@@ -364,13 +365,17 @@ func mustWrite(t *testing.T, path string, data []byte) {
 }
 
 func TestOpenEmptyFile(t *testing.T) {
-	// What a process that died between creating the file and its first
-	// transaction leaves behind: bbolt initializes it.
+	// An existing 0-byte file (truncated, or left by a process that died
+	// before its first transaction) was initialized and served as a ready
+	// store with no policy. It is refused, and left as it is.
 	path := filepath.Join(t.TempDir(), "corsd.db")
 	mustWrite(t, path, nil)
-	s := openAt(t, path)
-	if rev, err := s.Revision(t.Context()); err != nil || rev != 0 {
-		t.Errorf("Revision() = %d, %v", rev, err)
+	_, err := Open(path)
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "empty (0 bytes)") || !strings.Contains(err.Error(), "--restore-from") {
+		t.Errorf("Open(empty file) = %v, want ErrCorrupt saying it is empty and how to restore", err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() != 0 {
+		t.Errorf("the refused file changed: %v, %v", fi, err)
 	}
 }
 
@@ -387,17 +392,17 @@ func TestMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A future binary with schema 2 migrates the file...
+	// A future binary with schema 3 migrates the file...
 	var ran int
-	v2 := []migration{{from: 1, upgrade: func(tx *bolt.Tx) error {
+	v3 := append(slices.Clone(migrations), migration{from: 2, upgrade: func(tx *bolt.Tx) error {
 		ran++
-		return tx.Bucket(bucketMeta).Put([]byte("v2-marker"), []byte("yes"))
-	}}}
+		return tx.Bucket(bucketMeta).Put([]byte("v3-marker"), []byte("yes"))
+	}})
 	o := defaultOptions()
-	o.migrations = v2
+	o.migrations = v3
 	s2, err := open(path, o)
 	if err != nil {
-		t.Fatalf("open with schema 2 = %v", err)
+		t.Fatalf("open with schema 3 = %v", err)
 	}
 	if _, err := s2.Get(t.Context(), "policies/a"); err != nil {
 		t.Errorf("Get() after migration = %v", err)
@@ -416,11 +421,11 @@ func TestMigration(t *testing.T) {
 	if ran != 1 {
 		t.Errorf("migration ran again on a migrated file")
 	}
-	// And this binary (schema 1) refuses the migrated file.
+	// And this binary (schema 2) refuses the migrated file.
 	_, err = Open(path)
 	var se *SchemaVersionError
-	if !errors.As(err, &se) || se.Found != 2 {
-		t.Errorf("Open(schema 2 file) = %v, want *SchemaVersionError", err)
+	if !errors.As(err, &se) || se.Found != 3 {
+		t.Errorf("Open(schema 3 file) = %v, want *SchemaVersionError", err)
 	}
 
 	// A failing migration leaves the file as it was.
@@ -430,11 +435,11 @@ func TestMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = s.Close()
-	o.migrations = []migration{{from: 1, upgrade: func(tx *bolt.Tx) error {
+	o.migrations = append(slices.Clone(migrations), migration{from: 2, upgrade: func(tx *bolt.Tx) error {
 		_ = tx.Bucket(bucketMeta).Put([]byte("half"), []byte("done"))
 		return errors.New("disk on fire")
-	}}}
-	if _, err := open(path2, o); err == nil || !strings.Contains(err.Error(), "migrate schema 1 to 2") {
+	}})
+	if _, err := open(path2, o); err == nil || !strings.Contains(err.Error(), "migrate schema 2 to 3") {
 		t.Errorf("open with a failing migration = %v", err)
 	}
 	s = openAt(t, path2)
@@ -654,7 +659,7 @@ func TestPoliciesAreDeterministic(t *testing.T) {
 	}
 	for range 10 {
 		again, err := proto.MarshalOptions{Deterministic: true}.Marshal(got)
-		if err != nil || !bytes.Equal(stored, again) {
+		if payload, ok := openRecord(stored); err != nil || !ok || !bytes.Equal(payload, again) {
 			t.Fatal("stored bytes differ from a deterministic encoding")
 		}
 	}

@@ -51,8 +51,9 @@ func FuzzPeekChange(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{0x2a, 0x05, 'a'})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		name := peekChangeName(data)
-		ts, ok := peekChangeTime(data)
+		rec := sealRecord(append(make([]byte, recordHeaderLen), data...))
+		name := peekChangeName(rec)
+		ts, ok := peekChangeTime(rec)
 		var c corsdv1.Change
 		if err := proto.Unmarshal(data, &c); err != nil {
 			return
@@ -115,8 +116,12 @@ func TestEncodeChangeMatchesMarshal(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("encodeChange() = %x\nwant               %x", got, want)
+			payload, ok := openRecord(got)
+			if !ok {
+				t.Fatalf("encodeChange() = %x: the checksum does not match", got)
+			}
+			if !bytes.Equal(payload, want) {
+				t.Errorf("encodeChange() payload = %x\nwant                       %x", payload, want)
 			}
 		})
 	}

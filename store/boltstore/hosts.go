@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -32,6 +33,11 @@ func rebuildHosts(tx *bolt.Tx) error {
 	}
 	return tx.Bucket(bucketPolicies).ForEach(func(k, v []byte) error {
 		p, err := decodePolicy(string(k), v)
+		if errors.Is(err, store.ErrDataLoss) {
+			// A damaged policy claims no host; it stays readable as
+			// DataLoss until an operator deletes or rewrites it.
+			return nil
+		}
 		if err != nil {
 			return err
 		}

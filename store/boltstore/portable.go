@@ -93,7 +93,7 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 						return err
 					}
 				case *corsdv1.BackupRecord_Change:
-					data, err := marshal(x.Change)
+					data, _, err := marshalRecord(x.Change)
 					if err != nil {
 						return err
 					}

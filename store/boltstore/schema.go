@@ -27,9 +27,9 @@ type migration struct {
 	upgrade func(tx *bolt.Tx) error
 }
 
-// migrations lists every upgrade in order. Schema version 1 is the first,
-// so there is none yet; version N+1 appends {from: N, upgrade: ...}.
-var migrations []migration
+// migrations lists every upgrade in order; version N+1 appends
+// {from: N, upgrade: ...}. Version 2 added a checksum to every record.
+var migrations = []migration{{from: 1, upgrade: addChecksums}}
 
 // currentSchema is the version this binary writes: one past the last
 // migration.

@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -63,6 +64,12 @@ func (src source) Snapshot(ctx context.Context, f feed.Filter, emit func(*corsdv
 				return err
 			}
 			p, err := decodePolicy(string(k), v)
+			if errors.Is(err, store.ErrDataLoss) {
+				// One damaged record must not stop every policy from
+				// serving: leave it out and count it (Get names it).
+				s.damaged.Add(1)
+				return nil
+			}
 			if err != nil {
 				return err
 			}

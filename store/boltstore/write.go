@@ -3,6 +3,7 @@ package boltstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -80,7 +81,7 @@ func (s *Store) Update(ctx context.Context, name string, pre store.Precondition,
 				return err
 			}
 			created = proto.Clone(np.GetCreateTime()).(*timestamppb.Timestamp)
-			before = bytes.Clone(raw) // the Put below may reuse raw's memory
+			before = bytes.Clone(recordPayload(raw)) // the Put below may reuse raw's memory
 			oldHosts = slices.Clone(np.GetHosts())
 			if err := mutate(np); err != nil {
 				return err // as is, so the caller sees its own
@@ -124,12 +125,18 @@ func (s *Store) Delete(ctx context.Context, name string, pre store.Precondition)
 			}
 			cur, err := decodePolicy(name, raw)
 			if err != nil {
+				if errors.Is(err, store.ErrDataLoss) && pre == (store.Precondition{}) {
+					// A damaged record can be deleted unconditionally (there
+					// is no etag to check); the change log records no before.
+					before = nil
+					return nil
+				}
 				return err
 			}
 			if err := checkPrecondition(cur, pre); err != nil {
 				return err
 			}
-			before = bytes.Clone(raw) // the Delete below may reuse raw's memory
+			before = bytes.Clone(recordPayload(raw)) // the Delete below may reuse raw's memory
 			oldHosts = cur.GetHosts()
 			return nil
 		},
@@ -265,11 +272,11 @@ func (s *Store) compact(tx *bolt.Tx, rev int64, now time.Time) error {
 
 // putPolicy stores p and returns its encoding.
 func putPolicy(b *bolt.Bucket, p *corsdv1.Policy) ([]byte, error) {
-	data, err := marshal(p)
+	rec, data, err := marshalRecord(p)
 	if err != nil {
 		return nil, err
 	}
-	if err := b.Put([]byte(p.GetName()), data); err != nil {
+	if err := b.Put([]byte(p.GetName()), rec); err != nil {
 		return nil, fmt.Errorf("boltstore: write policy %q: %w", p.GetName(), err)
 	}
 	return data, nil
