@@ -173,7 +173,12 @@ func (g *apiGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		// A watch lasts until the client or a shutdown ends it, longer than
 		// the server's write timeout for ordinary responses.
-		_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+		// The read deadline too: once the request is read, the server's
+		// background read that detects a closed connection would otherwise
+		// time out and end the call.
+		rc := http.NewResponseController(w)
+		_ = rc.SetWriteDeadline(time.Time{})
+		_ = rc.SetReadDeadline(time.Time{})
 	}
 	g.next.ServeHTTP(w, r)
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corsd/corsd/server"
 	"github.com/corsd/corsd/store/boltstore"
 )
 
@@ -33,6 +34,10 @@ type config struct {
 	retainAge        time.Duration
 	restoreFrom      string
 	restoreOverwrite bool
+
+	// The JSON/HTTP API and the console on the HTTP port.
+	httpAPI bool
+	console bool
 }
 
 // envName is the environment fallback of a flag: --tls-cert is
@@ -65,6 +70,9 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.DurationVar(&c.retainAge, "retain-age", 0, "drop changes older than this from the change log; 0 for no age limit")
 	fs.StringVar(&c.restoreFrom, "restore-from", "", "restore the database from this backup file before opening it")
 	fs.BoolVar(&c.restoreOverwrite, "restore-overwrite", false, "let --restore-from replace an existing database file")
+	// The JSON/HTTP API and the web console on the HTTP port.
+	fs.BoolVar(&c.httpAPI, "http-api", true, "serve PolicyService and DecisionService as JSON over HTTP on --http-listen (same tokens and scopes as gRPC)")
+	fs.BoolVar(&c.console, "console", false, "serve the web console at /console/ on --http-listen (default: on when --http-listen is a loopback address)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -89,6 +97,11 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 		}
 	})
 	c.tokensEnv, _ = lookupEnv("CORSD_TOKENS")
+	if !given["console"] {
+		if _, ok := lookupEnv(envName("console")); !ok {
+			c.console = c.httpAPI && c.httpListen != "" && server.IsLoopbackAddress(c.httpListen)
+		}
+	}
 	if err := c.check(); err != nil {
 		errs = append(errs, err)
 	}
@@ -120,6 +133,9 @@ func (c *config) check() error {
 	}
 	if c.retainChanges < 0 {
 		errs = append(errs, fmt.Errorf("--retain-changes %d must not be negative", c.retainChanges))
+	}
+	if c.console && (!c.httpAPI || c.httpListen == "") {
+		errs = append(errs, errors.New("--console needs the JSON/HTTP API (--http-api) on --http-listen"))
 	}
 	if c.retainAge < 0 {
 		errs = append(errs, fmt.Errorf("--retain-age %v must not be negative", c.retainAge))
