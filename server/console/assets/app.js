@@ -334,7 +334,7 @@ function renderList() {
     h("div", { class: "scroll" }, h("table", { id: "policies" }, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Policy"), h("th", { scope: "col" }, "Description"), h("th", { scope: "col" }, "Origins"), h("th", { scope: "col" }, "Mode"))), tbody)),
   ];
   if (state.canWrite) kids.push(newPolicyForm());
-  main.replaceChildren(...kids);
+  main.replaceChildren(...kids.filter(Boolean));
 }
 
 function newPolicyForm() {
@@ -416,7 +416,7 @@ function renderPolicy() {
     testSection(p),
     auditSection(p),
   ];
-  main.replaceChildren(...kids);
+  main.replaceChildren(...kids.filter(Boolean));
   renderNotice();
   loadAudit(p.name);
 }
