@@ -65,7 +65,9 @@ func newConsoleEnv(t *testing.T) *consoleEnv {
 		t.Fatal(err)
 	}
 	d := corsdtest.MustStart(t, corsdtest.MustBuild(t, "./cmd/corsd"),
-		"--db", filepath.Join(dir, "corsd.db"), "--tokens-file", tokens, "--console")
+		// --decision-auth: the viewer may not watch, so its console polls
+		// the change log instead.
+		"--db", filepath.Join(dir, "corsd.db"), "--tokens-file", tokens, "--console", "--decision-auth")
 	t.Cleanup(func() {
 		if err := d.Stop(stopTimeout); err != nil {
 			t.Errorf("stop corsd: %v\nlogs:\n%s", err, d.Logs())
@@ -381,6 +383,11 @@ func TestConsole(t *testing.T) {
 		if err != nil || !disabled {
 			t.Errorf("methods input enabled for a read-only token (err %v)", err)
 		}
+		// Without the check scope the viewer cannot watch: its console
+		// follows the change log.
+		waitText(ctx, t, "#live", "polling")
+		e.ctl(t, "origins", "add", "acme", "https://polled.example.com")
+		waitText(ctx, t, "#origins", "https://polled.example.com")
 		e.shot(t, ctx, "read-only")
 		// Even a hand-made call from the console page is refused.
 		code, err := chromedp.Run(ctx, chromedp.Evaluate[string](`import("./api.js").then(api => api.call("PolicyService", "AddOrigin", {policy: "policies/acme", origin: {pattern: "https://sneaky.example"}}).then(() => "stored", e => e.code))`, chromedp.EvalAwaitPromise))
