@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -350,4 +351,91 @@ func TestConsoleHeaders(t *testing.T) {
 			t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
 		}
 	}
+}
+
+// TestHTTPAPIStreamLimit checks that server streams over HTTP are bounded:
+// past the limit a watch fails with ResourceExhausted, and a slot frees
+// when a stream ends.
+func TestHTTPAPIStreamLimit(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	h, err := e.srv.newAPIHandler(e.gs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := h.(*apiGuard)
+	g.streams = make(chan struct{}, 1)
+	hs := httptest.NewServer(g)
+	t.Cleanup(hs.Close)
+	watch := func(ctx context.Context) *http.Response {
+		t.Helper()
+		body := append([]byte{0, 0, 0, 0, 2}, "{}"...)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, hs.URL+"/corsd.v1.DecisionService/WatchPolicies", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/connect+json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	first := watch(ctx)
+	if first.StatusCode != http.StatusOK {
+		t.Fatalf("first watch: %s", first.Status)
+	}
+	// Read the first event: the stream holds its slot from here on.
+	var hdr [5]byte
+	if _, err := io.ReadFull(first.Body, hdr[:]); err != nil {
+		t.Fatal(err)
+	}
+	second := watch(context.Background())
+	b, _ := io.ReadAll(second.Body)
+	_ = second.Body.Close()
+	if second.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(b), "resource_exhausted") {
+		t.Errorf("second watch: %d %s, want 429 resource_exhausted", second.StatusCode, b)
+	}
+	cancel()
+	_ = first.Body.Close()
+	err = poll(t, 10*time.Second, func() bool {
+		r := watch(context.Background())
+		defer func() { _ = r.Body.Close() }()
+		return r.StatusCode == http.StatusOK
+	})
+	if err != nil {
+		t.Errorf("no slot freed after the first watch ended: %v", err)
+	}
+}
+
+func poll(t *testing.T, within time.Duration, f func() bool) error {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !f() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not within %v", within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+func FuzzIsLoopbackHost(f *testing.F) {
+	for _, s := range []string{"127.0.0.1:9090", "[::1]:9090", "localhost", "LOCALHOST:1", "rebound.example:9090", "127.1", "[::ffff:127.0.0.1]", "0.0.0.0", "", "[", "::1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, host string) {
+		got := isLoopbackHost(host)
+		if got != isLoopbackHost(host) {
+			t.Fatal("not deterministic")
+		}
+		if !got {
+			return
+		}
+		h := host
+		if hh, _, err := net.SplitHostPort(host); err == nil {
+			h = hh
+		}
+		h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+		if ip := net.ParseIP(h); !strings.EqualFold(h, "localhost") && (ip == nil || !ip.IsLoopback()) {
+			t.Errorf("isLoopbackHost(%q) = true for a host that is neither localhost nor a loopback IP", host)
+		}
+	})
 }

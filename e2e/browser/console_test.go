@@ -110,11 +110,17 @@ func (e *consoleEnv) ctl(t *testing.T, args ...string) string {
 	return out.String()
 }
 
-// shot saves a screenshot of the tab as NN-name.png.
+// shot saves a screenshot of the whole page as NN-name.png.
 func (e *consoleEnv) shot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
+	e.shotOf(t, ctx, name, chromedp.FullScreenshot(100))
+}
+
+// shotOf saves the screenshot that capture takes as NN-name.png.
+func (e *consoleEnv) shotOf(t *testing.T, ctx context.Context, name string, capture chromedp.Action[[]byte]) {
+	t.Helper()
 	e.step++
-	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	buf, err := chromedp.Run(ctx, capture)
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -365,7 +371,9 @@ func TestConsole(t *testing.T) {
 		if wide {
 			t.Error("the policy page scrolls sideways in a 380 px window")
 		}
-		e.shot(t, ctx, "narrow")
+		// The viewport as the user sees it (a full-page capture lays the
+		// page out again at another width).
+		e.shotOf(t, ctx, "narrow", chromedp.CaptureScreenshot())
 		run(ctx, t, chromedp.EmulateViewport(1100, 900))
 	})
 
