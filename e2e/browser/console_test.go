@@ -210,8 +210,8 @@ func TestConsole(t *testing.T) {
 		e.shot(t, ctx, "sign-in")
 		run(ctx, t, chromedp.SendKeys(chromedp.CSS("#token"), "wrong-token-0123456789"), chromedp.Click(chromedp.CSS("#signin button[type=submit]")))
 		waitText(ctx, t, "#signin-error", "not valid")
-		run(ctx, t, fill("#token", ""))
-		e.signIn(ctx, t, aliceToken)
+		// By keyboard: the token field has the focus, Enter submits.
+		run(ctx, t, fill("#token", ""), chromedp.Focus(chromedp.CSS("#token")), chromedp.KeyEvent(aliceToken+"\r"), chromedp.WaitVisible(chromedp.CSS("#policies")))
 		waitText(ctx, t, "#who", "read and write")
 		waitText(ctx, t, "#policies", "acme")
 		// The token stays in the tab's sessionStorage, out of cookies and URLs.
@@ -239,6 +239,10 @@ func TestConsole(t *testing.T) {
 		waitText(ctx, t, `#origins tr[data-pattern="https://app.example.com"]`, "yes")
 		waitText(ctx, t, "#audit", "alice")
 		e.shot(t, ctx, "origin-added")
+		unlabelled, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("input, select, textarea")].filter(el => el.labels.length === 0 && !el.getAttribute("aria-label")).map(el => el.id || el.outerHTML)`))
+		if err != nil || len(unlabelled) > 0 {
+			t.Errorf("controls without a label: %v (err %v)", unlabelled, err)
+		}
 	})
 
 	step("dangerous origins refused with their explanation", func(t *testing.T) {
