@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -196,14 +197,8 @@ func (g *apiGuard) check(r *http.Request) error {
 	default:
 		return &httpError{status: http.StatusForbidden, code: "permission_denied", msg: "server: the JSON/HTTP API refuses calls from pages of another site"}
 	}
-	if origin := r.Header.Get("Origin"); origin != "" {
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		if !strings.EqualFold(origin, scheme+"://"+r.Host) {
-			return &httpError{status: http.StatusForbidden, code: "permission_denied", msg: "server: the JSON/HTTP API refuses calls from pages of another origin"}
-		}
+	if origin := r.Header.Get("Origin"); origin != "" && !sameHost(origin, r.Host) {
+		return &httpError{status: http.StatusForbidden, code: "permission_denied", msg: "server: the JSON/HTTP API refuses calls from pages of another origin"}
 	}
 	if !g.s.auth.hasTokens() && !isLoopbackHost(r.Host) {
 		// Without tokens any loopback caller is an admin; a page whose name
@@ -211,6 +206,17 @@ func (g *apiGuard) check(r *http.Request) error {
 		return &httpError{status: http.StatusForbidden, code: "permission_denied", msg: "server: no tokens are configured, so the JSON/HTTP API answers only requests to a loopback host (127.0.0.1, [::1], localhost)"}
 	}
 	return nil
+}
+
+// sameHost reports whether an Origin header names the host and port of the
+// request. The scheme is not compared: behind a TLS-terminating proxy the
+// page is https and the request to corsd plain http.
+func sameHost(origin, host string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || origin != u.Scheme+"://"+u.Host {
+		return false
+	}
+	return strings.EqualFold(u.Host, host)
 }
 
 // isLoopbackHost reports whether a Host header names loopback.

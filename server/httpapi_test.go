@@ -213,6 +213,9 @@ func TestHTTPAPICrossOrigin(t *testing.T) {
 		{name: "no browser", method: http.MethodPost, want: http.StatusOK},
 		{name: "other origin", method: http.MethodPost, hdr: []string{"Origin", "https://evil.example"}, want: http.StatusForbidden},
 		{name: "other port", method: http.MethodPost, hdr: []string{"Origin", "http://127.0.0.1:1"}, want: http.StatusForbidden},
+		{name: "same host behind a TLS proxy", method: http.MethodPost, hdr: []string{"Origin", strings.Replace(e.url, "http://", "https://", 1)}, want: http.StatusOK},
+		{name: "opaque origin", method: http.MethodPost, hdr: []string{"Origin", "null"}, want: http.StatusForbidden},
+		{name: "origin with a path", method: http.MethodPost, hdr: []string{"Origin", e.url + "/x"}, want: http.StatusForbidden},
 		{name: "cross-site without origin", method: http.MethodPost, hdr: []string{"Sec-Fetch-Site", "cross-site"}, want: http.StatusForbidden},
 		{name: "same-site", method: http.MethodPost, hdr: []string{"Sec-Fetch-Site", "same-site"}, want: http.StatusForbidden},
 		{name: "preflight", method: http.MethodOptions, hdr: []string{"Origin", "https://evil.example", "Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "authorization,content-type"}, want: http.StatusForbidden},
@@ -436,6 +439,20 @@ func FuzzIsLoopbackHost(f *testing.F) {
 		h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
 		if ip := net.ParseIP(h); !strings.EqualFold(h, "localhost") && (ip == nil || !ip.IsLoopback()) {
 			t.Errorf("isLoopbackHost(%q) = true for a host that is neither localhost nor a loopback IP", host)
+		}
+	})
+}
+
+func FuzzSameHost(f *testing.F) {
+	for _, s := range [][2]string{{"http://127.0.0.1:9090", "127.0.0.1:9090"}, {"https://Console.Example", "console.example"}, {"null", "null"}, {"http://a@b", "b"}, {"http://b/x", "b"}, {"file://", ""}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, origin, host string) {
+		if !sameHost(origin, host) {
+			return
+		}
+		if host == "" || !strings.HasSuffix(strings.ToLower(origin), "://"+strings.ToLower(host)) {
+			t.Errorf("sameHost(%q, %q) = true", origin, host)
 		}
 	})
 }
