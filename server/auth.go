@@ -222,6 +222,10 @@ func (a *authenticator) setTokens(tokens []Token) error {
 	return nil
 }
 
+// hasTokens reports whether tokens are configured (otherwise the loopback
+// rule authorizes calls).
+func (a *authenticator) hasTokens() bool { return len(*a.tokens.Load()) > 0 }
+
 // authorize checks the caller of fullMethod and returns a context carrying
 // its actor (store.WithActor) for writes.
 func (a *authenticator) authorize(ctx context.Context, fullMethod string) (context.Context, error) {
@@ -293,7 +297,17 @@ func isLoopbackPeer(ctx context.Context) bool {
 	case *net.UnixAddr:
 		return true
 	}
-	return false
+	// Calls served through grpc.Server.ServeHTTP (the JSON/HTTP API) carry
+	// the HTTP request's RemoteAddr, an "ip:port" string of network tcp.
+	if p.Addr.Network() != "tcp" {
+		return false
+	}
+	host, _, err := net.SplitHostPort(p.Addr.String())
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // IsLoopbackAddress reports whether a listen address host:port binds only

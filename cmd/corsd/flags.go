@@ -44,6 +44,10 @@ type config struct {
 	restoreOverwrite bool
 	maxWatchers      int
 	watchSendTimeout time.Duration
+
+	// The JSON/HTTP API and the console on the HTTP port.
+	httpAPI bool
+	console bool
 }
 
 // envName is the environment fallback of a flag: --tls-cert is
@@ -85,6 +89,9 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	showVersion := fs.Bool("version", false, "print the version and VCS revision corsd was built from, and exit")
 	fs.IntVar(&c.maxWatchers, "max-watchers", server.DefaultMaxWatchers, "concurrent WatchPolicies streams; more are refused with RESOURCE_EXHAUSTED")
 	fs.DurationVar(&c.watchSendTimeout, "watch-send-timeout", server.DefaultWatchSendTimeout, "cut off a WatchPolicies stream whose client reads nothing for this long")
+	// The JSON/HTTP API and the web console on the HTTP port.
+	fs.BoolVar(&c.httpAPI, "http-api", true, "serve PolicyService and DecisionService as JSON over HTTP on --http-listen (same tokens and scopes as gRPC)")
+	fs.BoolVar(&c.console, "console", false, "serve the web console at /console/ on --http-listen (default: on when --http-listen is a loopback address)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -128,6 +135,11 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 		c.store = spec
 	default:
 		c.store = storeSpec{kind: "bolt", path: c.db}
+	}
+	if !given["console"] {
+		if _, ok := lookupEnv(envName("console")); !ok {
+			c.console = c.httpAPI && c.httpListen != "" && server.IsLoopbackAddress(c.httpListen)
+		}
 	}
 	if err := c.check(); err != nil {
 		errs = append(errs, err)
@@ -173,6 +185,9 @@ func (c *config) check() error {
 	}
 	if c.retainChanges < 0 {
 		errs = append(errs, fmt.Errorf("--retain-changes %d must not be negative", c.retainChanges))
+	}
+	if c.console && (!c.httpAPI || c.httpListen == "") {
+		errs = append(errs, errors.New("--console needs the JSON/HTTP API (--http-api) on --http-listen"))
 	}
 	if c.retainAge < 0 {
 		errs = append(errs, fmt.Errorf("--retain-age %v must not be negative", c.retainAge))

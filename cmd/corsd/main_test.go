@@ -75,6 +75,42 @@ func TestParseFlags(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "console on by default on loopback",
+			check: func(t *testing.T, c *config) {
+				if !c.httpAPI || !c.console {
+					t.Errorf("httpAPI, console = %v, %v; want both on", c.httpAPI, c.console)
+				}
+			},
+		},
+		{
+			name: "console off by default off loopback",
+			args: []string{"--http-listen", "0.0.0.0:9090"},
+			check: func(t *testing.T, c *config) {
+				if !c.httpAPI || c.console {
+					t.Errorf("httpAPI, console = %v, %v; want the API only", c.httpAPI, c.console)
+				}
+			},
+		},
+		{
+			name: "console turned off",
+			args: []string{"--console=false"},
+			check: func(t *testing.T, c *config) {
+				if c.console {
+					t.Error("console on")
+				}
+			},
+		},
+		{
+			name: "console turned on off loopback",
+			env:  map[string]string{"CORSD_HTTP_LISTEN": "0.0.0.0:9090", "CORSD_CONSOLE": "true"},
+			check: func(t *testing.T, c *config) {
+				if !c.console {
+					t.Error("console off")
+				}
+			},
+		},
+		{name: "console without the API", args: []string{"--http-api=false", "--console"}, wantErr: "--console needs"},
 		{name: "bad env value", env: map[string]string{"CORSD_SHUTDOWN_TIMEOUT": "soon"}, wantErr: "CORSD_SHUTDOWN_TIMEOUT"},
 		{name: "bad flag", args: []string{"--nope"}, wantErr: "usage error"},
 		{name: "extra argument", args: []string{"serve"}, wantErr: "usage error"},
@@ -277,6 +313,7 @@ func TestRunRefusesToStart(t *testing.T) {
 	}{
 		{name: "non-loopback without tokens", args: []string{"--listen", "0.0.0.0:0"}, wantErr: []string{"refusing to listen on 0.0.0.0:0 without admin tokens"}},
 		{name: "all interfaces without tokens", args: []string{"--listen", ":0"}, wantErr: []string{"refusing"}},
+		{name: "HTTP API off loopback without tokens", args: []string{"--http-listen", "0.0.0.0:0"}, wantErr: []string{"refusing to serve the JSON/HTTP API on 0.0.0.0:0 without admin tokens"}},
 		{name: "invalid bootstrap", args: []string{"--bootstrap", badBoot}, wantErr: []string{"3 problem(s)", "origins[0].pattern", "origins[1].allow_credentials", "Not-A-Name"}},
 		{name: "missing bootstrap", args: []string{"--bootstrap", filepath.Join(dir, "nope.yaml")}, wantErr: []string{"bootstrap"}},
 		{name: "bad tokens env", env: "admin:short:read", wantErr: []string{"CORSD_TOKENS", "shorter than 16"}},

@@ -42,6 +42,9 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) (err error) {
 	if len(tokens) == 0 && !server.IsLoopbackAddress(cfg.listen) {
 		return fmt.Errorf("refusing to listen on %s without admin tokens: anyone who reaches it could change the policies; configure tokens (--tokens-file or CORSD_TOKENS) or listen on a loopback address such as 127.0.0.1:8443", cfg.listen)
 	}
+	if cfg.httpAPI && cfg.httpListen != "" && len(tokens) == 0 && !server.IsLoopbackAddress(cfg.httpListen) {
+		return fmt.Errorf("refusing to serve the JSON/HTTP API on %s without admin tokens: anyone who reaches it could change the policies; configure tokens (--tokens-file or CORSD_TOKENS), listen on a loopback address such as 127.0.0.1:9090, or turn the API off with --http-api=false", cfg.httpListen)
+	}
 	var (
 		creds    credentials.TransportCredentials
 		tlsFiles *tlsFiles
@@ -112,13 +115,27 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) (err error) {
 
 	var hs *http.Server
 	if cfg.httpListen != "" {
+		// The JSON/HTTP API and the console.
+		var hopts []server.HTTPOption
+		if cfg.httpAPI {
+			hopts = append(hopts, server.WithHTTPAPI(gs))
+		}
+		if cfg.console {
+			hopts = append(hopts, server.WithConsole())
+		}
+		handler, err := srv.NewHTTPHandler(hopts...)
+		if err != nil {
+			gs.Stop()
+			return err
+		}
 		hlis, err := lc.Listen(ctx, "tcp", cfg.httpListen)
 		if err != nil {
 			gs.Stop()
 			return fmt.Errorf("listen http: %w", err)
 		}
 		hs = &http.Server{
-			Handler:           srv.HTTPHandler(),
+			Handler:           handler,
+			MaxHeaderBytes:    64 << 10,
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      30 * time.Second,
@@ -130,7 +147,7 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) (err error) {
 				serveErr <- fmt.Errorf("http: %w", err)
 			}
 		}()
-		log.Info("http listening", "addr", hlis.Addr().String())
+		log.Info("http listening", "addr", hlis.Addr().String(), "api", cfg.httpAPI, "console", cfg.console)
 	}
 
 	go func() {

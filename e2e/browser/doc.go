@@ -7,6 +7,10 @@
 // itself lets scripts read, send and submit, not just the headers corsd
 // returns.
 //
+// TestConsole drives corsd's web console (/console/) the same way, against
+// a real corsd with tokens and the real corsctl, and saves a screenshot of
+// each step under testoutput/console (CONSOLE_SCREENSHOTS overrides it).
+//
 // The suite needs Chromium (`make chromium` installs Debian's package) and
 // fails, rather than skips, when it cannot start it.
 package browser
