@@ -207,13 +207,21 @@ func requestOf(r *http.Request, req *policy.Request) {
 }
 
 // headerValue returns a header's field lines as one value: the line itself
-// when there is one (no allocation), else the lines joined with ", ".
+// when there is one (no allocation), else the lines joined with ", ", or
+// policy.OverlongField when they would join into more than
+// policy.MaxFieldLength bytes (measured first, so never built).
 func headerValue(lines []string) string {
 	switch len(lines) {
 	case 0:
 		return ""
 	case 1:
 		return lines[0]
+	}
+	n := 0
+	for _, l := range lines {
+		if n += len(l) + len(", "); n > policy.MaxFieldLength+len(", ") {
+			return policy.OverlongField
+		}
 	}
 	return strings.Join(lines, ", ")
 }

@@ -33,6 +33,16 @@ type originMatch struct {
 	trusted bool // matched a rule other than "*" (for cross-origin protection)
 }
 
+// malformedOrigin is the match of an Origin that is not an origin: a
+// policy that answers "*" answers it too, since its answer does not depend
+// on the Origin; no other rule can match it.
+func (p *Policy) malformedOrigin() originMatch {
+	if p.any {
+		return originMatch{reason: ReasonAllowed, acao: "*"}
+	}
+	return originMatch{reason: ReasonOriginMalformed}
+}
+
 // wildcardMatch is the outcome of matching the wildcard rules.
 type wildcardMatch struct{ found, creds bool }
 
@@ -41,14 +51,18 @@ type wildcardMatch struct{ found, creds bool }
 // are tried, walking the labels of its host.
 func (p *Policy) matchOrigin(origin string) originMatch {
 	if origin == "null" {
-		if p.null {
+		switch {
+		case p.null:
 			return originMatch{reason: ReasonAllowed, acao: "null", trusted: true}
+		case p.any:
+			// "*" answers without looking at the origin: so does null.
+			return originMatch{reason: ReasonAllowed, acao: "*"}
 		}
 		return originMatch{reason: ReasonOriginNotAllowed}
 	}
 	var o reqOrigin
 	if !o.parse(origin) {
-		return originMatch{reason: ReasonOriginMalformed}
+		return p.malformedOrigin()
 	}
 	var m wildcardMatch
 	// Call matchWildcards only when some rule could match: most refused
@@ -173,7 +187,13 @@ func (p *Policy) check(r *Request, d *Decision) {
 		return
 	}
 	var m originMatch
-	if r.Origin != "" {
+	switch {
+	case r.Origin == "":
+	case len(r.Origin) > MaxPatternLength:
+		// Longer than any rule: decided without reading it, so that the
+		// cost does not grow with the input.
+		m = p.malformedOrigin()
+	default:
 		// Fast path: an exact rule matches the raw Origin, which is then
 		// canonical since rules are.
 		creds, ok := false, false
@@ -190,7 +210,7 @@ func (p *Policy) check(r *Request, d *Decision) {
 		}
 	}
 	if p.crossOriginProtection && !m.trusted && isUnsafeMethod(r.Method) && isCrossOrigin(r) {
-		d.Status, d.Reason, d.Detail = statusCrossOriginRefused, ReasonCrossOriginRefused, r.Method
+		d.Status, d.Reason, d.Detail = statusCrossOriginRefused, ReasonCrossOriginRefused, clip(r.Method)
 		d.add(headerVary, varyOrigin, true)
 		return
 	}
@@ -236,7 +256,7 @@ func (p *Policy) preflight(d *Decision, r *Request, m originMatch) {
 	}
 	method := r.AccessControlRequestMethod
 	if len(method) > MaxNameLength || !isToken(method) {
-		d.refuse(ReasonMethodMalformed, method)
+		d.refuse(ReasonMethodMalformed, clip(method))
 		return
 	}
 	if !p.listsMethod(method) && !isSafelistedMethod(method) && (!p.methodsAny || isForbiddenMethod(method)) {
@@ -302,6 +322,15 @@ func (p *Policy) listsMethod(method string) bool {
 	return false
 }
 
+// clip bounds an untrusted value kept in a Decision's Detail, so that no
+// message or log line grows with hostile input.
+func clip(s string) string {
+	if len(s) > MaxNameLength {
+		return s[:MaxNameLength]
+	}
+	return s
+}
+
 // refuse completes a refused preflight decision.
 func (d *Decision) refuse(reason Reason, detail string) {
 	d.Reason, d.Detail = reason, detail
@@ -342,6 +371,9 @@ func isCrossOrigin(r *Request) bool {
 // request, case-insensitively, a missing port meaning the origin scheme's
 // default port.
 func sameOrigin(origin, host string) bool {
+	if len(host) > maxHostPortLength {
+		return false // no origin's host is that long: do not scan it
+	}
 	o, ok := parseRequestOrigin(origin)
 	if !ok || o.scheme < 0 || host == "" {
 		return false

@@ -238,7 +238,7 @@ var checkTests = []struct {
 	{name: "preflight method case-sensitive", policy: "acme", req: preflight("https://app.example.com", "patch", ""), want: refusedPreflight(403, ReasonMethodNotAllowed, "patch")},
 	{name: "preflight normalized method from config", policy: "acme", req: preflight("https://app.example.com", "delete", ""), want: refusedPreflight(403, ReasonMethodNotAllowed, "delete")},
 	{name: "preflight method malformed", policy: "acme", req: preflight("https://app.example.com", "PUT POST", ""), want: refusedPreflight(403, ReasonMethodMalformed, "PUT POST")},
-	{name: "preflight method too long", policy: "acme", req: preflight("https://app.example.com", strings.Repeat("M", MaxNameLength+1), ""), want: refusedPreflight(403, ReasonMethodMalformed, strings.Repeat("M", MaxNameLength+1))},
+	{name: "preflight method too long", policy: "acme", req: preflight("https://app.example.com", strings.Repeat("M", MaxNameLength+1), ""), want: refusedPreflight(403, ReasonMethodMalformed, strings.Repeat("M", MaxNameLength))},
 	{name: "preflight header not allowed", policy: "acme", req: preflight("https://app.example.com", "PUT", "content-type,x-other"), want: refusedPreflight(403, ReasonHeaderNotAllowed, "x-other")},
 	{name: "preflight header upper case not allowed", policy: "acme", req: preflight("https://app.example.com", "PUT", "X-OTHER"), want: refusedPreflight(403, ReasonHeaderNotAllowed, "X-OTHER")},
 	{name: "preflight header longer than any listed", policy: "acme", req: preflight("https://app.example.com", "PUT", "X-"+strings.Repeat("A", 200)), want: refusedPreflight(403, ReasonHeaderNotAllowed, "X-"+strings.Repeat("A", 200))},
@@ -264,14 +264,23 @@ var checkTests = []struct {
 		h("Access-Control-Allow-Origin", "*"), h("Access-Control-Expose-Headers", "*"),
 	}}},
 	{name: "any no origin has no Vary", policy: "any", req: Request{Method: "GET"}, want: view{Kind: KindNotCORS, Reason: ReasonNoOrigin}},
-	{name: "any does not cover null", policy: "any", req: get("null"), want: refusedActual(ReasonOriginNotAllowed)},
+	// A policy that answers "*" answers it whatever the Origin says.
+	{name: "any covers null", policy: "any", req: get("null"), want: view{Kind: KindActual, Allowed: true, Reason: ReasonAllowed, Headers: []Header{
+		h("Access-Control-Allow-Origin", "*"), h("Access-Control-Expose-Headers", "*"),
+	}}},
 	{name: "any allows other schemes", policy: "any", req: get("chrome-extension://abcdef"), want: view{Kind: KindActual, Allowed: true, Reason: ReasonAllowed, Headers: []Header{
 		h("Access-Control-Allow-Origin", "*"), h("Access-Control-Expose-Headers", "*"),
 	}}},
 	{name: "any allows hosts longer than DNS names", policy: "any", req: get("https://" + strings.Repeat("a.", 200) + "example"), want: view{Kind: KindActual, Allowed: true, Reason: ReasonAllowed, Headers: []Header{
 		h("Access-Control-Allow-Origin", "*"), h("Access-Control-Expose-Headers", "*"),
 	}}},
-	{name: "any refuses malformed origins", policy: "any", req: get("https://a.example/"), want: refusedActual(ReasonOriginMalformed)},
+	{name: "any covers malformed origins", policy: "any", req: get("https://a.example/"), want: view{Kind: KindActual, Allowed: true, Reason: ReasonAllowed, Headers: []Header{
+		h("Access-Control-Allow-Origin", "*"), h("Access-Control-Expose-Headers", "*"),
+	}}},
+	{name: "any covers over-long origins", policy: "any", req: get("https://" + strings.Repeat("a", 2*MaxPatternLength)), want: view{Kind: KindActual, Allowed: true, Reason: ReasonAllowed, Headers: []Header{
+		h("Access-Control-Allow-Origin", "*"), h("Access-Control-Expose-Headers", "*"),
+	}}},
+	{name: "over-long origin is malformed", policy: "acme", req: get("https://app.example.com" + strings.Repeat("a", MaxPatternLength)), want: refusedActual(ReasonOriginMalformed)},
 	{name: "any preflight", policy: "any", req: preflight("https://whatever.example", "PATCH", "x-foo, X-Bar"), want: view{Kind: KindPreflight, Allowed: true, Status: 204, Reason: ReasonAllowed, Headers: []Header{
 		h("Access-Control-Allow-Origin", "*"), h("Access-Control-Allow-Methods", "*"), h("Access-Control-Allow-Headers", "*"), varyPF,
 	}}},
@@ -298,7 +307,10 @@ var checkTests = []struct {
 	{name: "mixed listed authorization is echoed", policy: "mixed", req: preflight("https://other.example", "PATCH", "authorization,x-foo"), want: view{Kind: KindPreflight, Allowed: true, Status: 200, Reason: ReasonAllowed, Headers: []Header{
 		h("Access-Control-Allow-Origin", "*"), h("Access-Control-Allow-Methods", "*"), h("Access-Control-Allow-Headers", "authorization,x-foo"), varyPF,
 	}}},
-	{name: "mixed refused preflight status", policy: "mixed", req: preflight("null", "PATCH", ""), want: refusedPreflight(400, ReasonOriginNotAllowed, "")},
+	{name: "mixed preflight from null gets star", policy: "mixed", req: preflight("null", "PATCH", ""), want: view{Kind: KindPreflight, Allowed: true, Status: 200, Reason: ReasonAllowed, Headers: []Header{
+		h("Access-Control-Allow-Origin", "*"), h("Access-Control-Allow-Methods", "*"), varyPF,
+	}}},
+	{name: "mixed refused preflight status", policy: "mixed", req: preflight("https://other.example", "CONNECT", ""), want: refusedPreflight(400, ReasonMethodNotAllowed, "CONNECT")},
 
 	// "*" next to wildcards.
 	{name: "wildany uncredentialed wildcard answers star", policy: "wildany", req: get("https://a.example.com"), want: view{Kind: KindActual, Allowed: true, Reason: ReasonAllowed, Headers: []Header{
@@ -489,8 +501,8 @@ func TestWildcardLookupIsBounded(t *testing.T) {
 	p := mustCompile(t, Config{Origins: []Origin{{Pattern: "https://*.example.com"}}})
 	host := strings.Repeat("a.", 5000) + "example.com"
 	d := p.Check(get("https://" + host))
-	if d.Reason != ReasonOriginNotAllowed {
-		t.Errorf("Check(long host).Reason = %v, want ORIGIN_NOT_ALLOWED (longer than a DNS name)", d.Reason)
+	if d.Reason != ReasonOriginMalformed {
+		t.Errorf("Check(long host).Reason = %v, want ORIGIN_MALFORMED (longer than a DNS name)", d.Reason)
 	}
 	host = strings.Repeat("a.", 100) + "example.com"
 	if d := p.Check(get("https://" + host)); d.Reason != ReasonAllowed {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -63,8 +64,13 @@ func newAuthzServer(d decider) *authzServer {
 }
 
 // Check answers one ext_authz check. Missing parts of req are treated as
-// absent headers; it never fails because of its input.
+// absent headers, and over-long values as malformed ones; it fails because
+// of its input only when req carries more header lines than any Envoy sends
+// (InvalidArgument), so that its work is bounded before it starts.
 func (a *authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	if err := checkAuthzShape(req); err != nil {
+		return nil, err
+	}
 	name, r := authzRequest(req)
 	d, err := a.d.Decide(ctx, name, r)
 	if err != nil {
@@ -73,16 +79,44 @@ func (a *authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*aut
 	return a.response(&d), nil
 }
 
+// maxAuthzHeaderLines bounds the header lines (headers entries plus
+// header_map entries) of one CheckRequest. Envoy refuses requests with more
+// than max_headers_count (100 by default) lines, and allowed_headers sends
+// corsd only the few it reads.
+const maxAuthzHeaderLines = 128
+
+// errAuthzTooManyHeaders is built once: refusing a flood must cost less
+// than answering a request.
+var errAuthzTooManyHeaders = sync.OnceValue(func() error {
+	return toStatus(context.Background(), badField("attributes.request.http.headers", "",
+		fmt.Sprintf("has more than %d header lines", maxAuthzHeaderLines),
+		"send corsd only the headers it reads (allowed_headers in the ext_authz filter)"))
+})
+
+// checkAuthzShape refuses a CheckRequest whose header count alone would
+// make its conversion cost more than a bounded amount of work.
+func checkAuthzShape(req *authv3.CheckRequest) error {
+	hr := req.GetAttributes().GetRequest().GetHttp()
+	if len(hr.GetHeaders())+len(hr.GetHeaderMap().GetHeaders()) > maxAuthzHeaderLines {
+		return errAuthzTooManyHeaders()
+	}
+	return nil
+}
+
 // authzPolicyName returns the policy named by the route's context
 // extensions as `policies/{id}`, or "" to select by host. The short form
-// costs one allocation; the full form none.
+// costs one allocation; the full form none. A value longer than any policy
+// name is returned as given, unread: it names no policy.
 func authzPolicyName(attrs *authv3.AttributeContext) string {
 	v := attrs.GetContextExtensions()[authzPolicyKey]
-	if v == "" || strings.HasPrefix(v, namePrefix) {
+	if v == "" || len(v) > maxPolicyNameLen || strings.HasPrefix(v, namePrefix) {
 		return v
 	}
 	return namePrefix + v
 }
+
+// maxPolicyNameLen is the length of the longest policy name.
+const maxPolicyNameLen = len(namePrefix) + 63
 
 // authzField is a request header that decisions need.
 type authzField uint8
@@ -132,6 +166,9 @@ func authzFieldOf(k string) (authzField, bool) {
 type authzHeaders struct {
 	val [authzHCount]string
 	n   [authzHCount]uint8
+	// size is the length of the lines joined with ", ", so that a join
+	// past maxFieldLen is never built.
+	size [authzHCount]int
 }
 
 func (h *authzHeaders) add(f authzField, v string) {
@@ -144,6 +181,7 @@ func (h *authzHeaders) add(f authzField, v string) {
 	if h.n[f] < 2 {
 		h.n[f]++
 	}
+	h.size[f] += len(v) + len(", ")
 }
 
 // rawString returns the header value of hv: value, else raw_value. A
@@ -178,7 +216,12 @@ func authzRequest(req *authv3.CheckRequest) (string, policy.Request) {
 		}
 	}
 	for f := range authzHCount {
-		if h.n[f] > 1 {
+		switch {
+		case h.n[f] < 2:
+		case h.size[f] > maxFieldLen+len(", "):
+			// Refused as malformed whatever it holds: not worth building.
+			h.val[f] = policy.OverlongField
+		default:
 			h.val[f] = joinAuthzField(hr, f)
 		}
 	}
