@@ -220,7 +220,7 @@ var checkTests = []struct {
 	{name: "preflight without request headers", policy: "acme", req: preflight("https://a.example.com", "DELETE", ""), want: view{Kind: KindPreflight, Allowed: true, Status: 204, Reason: ReasonAllowed, Headers: []Header{
 		h("Access-Control-Allow-Origin", "https://a.example.com"), h("Access-Control-Allow-Methods", acmeMethods), h("Access-Control-Max-Age", "600"), varyPF,
 	}}},
-	{name: "preflight request headers case-insensitive with whitespace and empty elements", policy: "acme", req: preflight("https://a.example.com", "PATCH", " , Content-Type ,, \tX-REQUEST-ID\t,authorization,"), want: view{Kind: KindPreflight, Allowed: true, Status: 204, Reason: ReasonAllowed, Headers: []Header{
+	{name: "preflight request headers with a little whitespace and empty elements", policy: "acme", req: preflight("https://a.example.com", "PATCH", " , authorization ,, \tcontent-type,x-request-id,"), want: view{Kind: KindPreflight, Allowed: true, Status: 204, Reason: ReasonAllowed, Headers: []Header{
 		h("Access-Control-Allow-Origin", "https://a.example.com"), h("Access-Control-Allow-Methods", acmeMethods),
 		h("Access-Control-Allow-Headers", "Content-Type, X-Request-Id, Authorization"), h("Access-Control-Max-Age", "600"), varyPF,
 	}}},
@@ -240,17 +240,19 @@ var checkTests = []struct {
 	{name: "preflight method malformed", policy: "acme", req: preflight("https://app.example.com", "PUT POST", ""), want: refusedPreflight(403, ReasonMethodMalformed, "PUT POST")},
 	{name: "preflight method too long", policy: "acme", req: preflight("https://app.example.com", strings.Repeat("M", MaxNameLength+1), ""), want: refusedPreflight(403, ReasonMethodMalformed, strings.Repeat("M", MaxNameLength))},
 	{name: "preflight header not allowed", policy: "acme", req: preflight("https://app.example.com", "PUT", "content-type,x-other"), want: refusedPreflight(403, ReasonHeaderNotAllowed, "x-other")},
-	{name: "preflight header upper case not allowed", policy: "acme", req: preflight("https://app.example.com", "PUT", "X-OTHER"), want: refusedPreflight(403, ReasonHeaderNotAllowed, "X-OTHER")},
-	{name: "preflight header longer than any listed", policy: "acme", req: preflight("https://app.example.com", "PUT", "X-"+strings.Repeat("A", 200)), want: refusedPreflight(403, ReasonHeaderNotAllowed, "X-"+strings.Repeat("A", 200))},
+	{name: "preflight header upper case is not as browsers send it", policy: "acme", req: preflight("https://app.example.com", "PUT", "Content-Type"), want: refusedPreflight(403, ReasonHeadersMalformed, "Content-Type")},
+	{name: "preflight headers out of order", policy: "acme", req: preflight("https://app.example.com", "PUT", "x-request-id,content-type"), want: refusedPreflight(403, ReasonHeadersMalformed, "content-type")},
+	{name: "preflight headers duplicated", policy: "acme", req: preflight("https://app.example.com", "PUT", "content-type,content-type"), want: refusedPreflight(403, ReasonHeadersMalformed, "content-type")},
+	{name: "preflight headers with too much whitespace", policy: "acme", req: preflight("https://app.example.com", "PUT", "content-type,   x-request-id"), want: refusedPreflight(403, ReasonHeadersMalformed, "")},
+	{name: "preflight headers with too many empty elements", policy: "acme", req: preflight("https://app.example.com", "PUT", strings.Repeat(",", maxACRHEmptyElements+1)+"content-type"), want: refusedPreflight(403, ReasonHeadersMalformed, "")},
+	{name: "preflight header longer than any listed", policy: "acme", req: preflight("https://app.example.com", "PUT", "x-"+strings.Repeat("a", 200)), want: refusedPreflight(403, ReasonHeaderNotAllowed, "x-"+strings.Repeat("a", MaxNameLength-2))},
 	{name: "preflight header malformed", policy: "acme", req: preflight("https://app.example.com", "PUT", "content-type, x(y)"), want: refusedPreflight(403, ReasonHeadersMalformed, "x(y)")},
 	{name: "preflight header with inner space", policy: "acme", req: preflight("https://app.example.com", "PUT", "content type"), want: refusedPreflight(403, ReasonHeadersMalformed, "content type")},
 	{name: "preflight headers too long", policy: "acme", req: preflight("https://app.example.com", "PUT", strings.Repeat("a", MaxRequestHeadersBytes+1)), want: refusedPreflight(403, ReasonHeadersMalformed, "")},
-	{name: "preflight headers at the element limit", policy: "acme", req: preflight("https://app.example.com", "PUT", strings.Repeat("x-request-id,", MaxRequestHeaders)), want: view{Kind: KindPreflight, Allowed: true, Status: 204, Reason: ReasonAllowed, Headers: []Header{
-		h("Access-Control-Allow-Origin", "https://app.example.com"), h("Access-Control-Allow-Credentials", "true"),
-		h("Access-Control-Allow-Methods", acmeMethods), h("Access-Control-Allow-Headers", "Content-Type, X-Request-Id, Authorization"),
-		h("Access-Control-Max-Age", "600"), varyPF,
+	{name: "preflight headers at the element limit", policy: "any", req: preflight("https://app.example.com", "PUT", sortedNames(MaxRequestHeaders)), want: view{Kind: KindPreflight, Allowed: true, Status: 204, Reason: ReasonAllowed, Headers: []Header{
+		h("Access-Control-Allow-Origin", "*"), h("Access-Control-Allow-Methods", "*"), h("Access-Control-Allow-Headers", "*"), varyPF,
 	}}},
-	{name: "preflight headers past the element limit", policy: "acme", req: preflight("https://app.example.com", "PUT", strings.Repeat("x-request-id,", MaxRequestHeaders+1)), want: refusedPreflight(403, ReasonHeadersMalformed, "")},
+	{name: "preflight headers past the element limit", policy: "any", req: preflight("https://app.example.com", "PUT", sortedNames(MaxRequestHeaders+1)), want: refusedPreflight(403, ReasonHeadersMalformed, "")},
 	{name: "preflight private network not allowed", policy: "acme", req: Request{Method: "OPTIONS", Origin: "https://app.example.com", AccessControlRequestMethod: "PUT", AccessControlRequestPrivateNetwork: "true"}, want: refusedPreflight(403, ReasonPrivateNetworkNotAllowed, "")},
 	{name: "preflight private network other value ignored", policy: "acme", req: Request{Method: "OPTIONS", Origin: "https://public.example.org", AccessControlRequestMethod: "PUT", AccessControlRequestPrivateNetwork: "false"}, want: view{Kind: KindPreflight, Allowed: true, Status: 204, Reason: ReasonAllowed, Headers: []Header{
 		h("Access-Control-Allow-Origin", "https://public.example.org"), h("Access-Control-Allow-Methods", acmeMethods), h("Access-Control-Max-Age", "600"), varyPF,
@@ -281,10 +283,10 @@ var checkTests = []struct {
 		h("Access-Control-Allow-Origin", "*"), h("Access-Control-Expose-Headers", "*"),
 	}}},
 	{name: "over-long origin is malformed", policy: "acme", req: get("https://app.example.com" + strings.Repeat("a", MaxPatternLength)), want: refusedActual(ReasonOriginMalformed)},
-	{name: "any preflight", policy: "any", req: preflight("https://whatever.example", "PATCH", "x-foo, X-Bar"), want: view{Kind: KindPreflight, Allowed: true, Status: 204, Reason: ReasonAllowed, Headers: []Header{
+	{name: "any preflight", policy: "any", req: preflight("https://whatever.example", "PATCH", "x-bar, x-foo"), want: view{Kind: KindPreflight, Allowed: true, Status: 204, Reason: ReasonAllowed, Headers: []Header{
 		h("Access-Control-Allow-Origin", "*"), h("Access-Control-Allow-Methods", "*"), h("Access-Control-Allow-Headers", "*"), varyPF,
 	}}},
-	{name: "any header star never covers authorization", policy: "any", req: preflight("https://whatever.example", "PATCH", "x-foo, Authorization"), want: refusedPreflight(403, ReasonHeaderNotAllowed, "Authorization")},
+	{name: "any header star never covers authorization", policy: "any", req: preflight("https://whatever.example", "PATCH", "authorization,x-foo"), want: refusedPreflight(403, ReasonHeaderNotAllowed, "authorization")},
 	{name: "any method star never covers forbidden methods", policy: "any", req: preflight("https://whatever.example", "CONNECT", ""), want: refusedPreflight(403, ReasonMethodNotAllowed, "CONNECT")},
 
 	// "*" next to a credentialed rule.
@@ -296,9 +298,9 @@ var checkTests = []struct {
 		h("Access-Control-Allow-Origin", "*"), h("Access-Control-Expose-Headers", "*, X-Request-Id"), varyO,
 	}}},
 	{name: "mixed no origin has Vary", policy: "mixed", req: Request{Method: "GET"}, want: view{Kind: KindNotCORS, Reason: ReasonNoOrigin, Headers: []Header{varyO}}},
-	{name: "mixed credentialed preflight echoes", policy: "mixed", req: Request{Method: "OPTIONS", Origin: "https://app.example.com", AccessControlRequestMethod: "PATCH", AccessControlRequestHeaders: " X-Foo,x-bar , ", AccessControlRequestPrivateNetwork: "true"}, want: view{Kind: KindPreflight, Allowed: true, Status: 200, Reason: ReasonAllowed, Headers: []Header{
+	{name: "mixed credentialed preflight echoes", policy: "mixed", req: Request{Method: "OPTIONS", Origin: "https://app.example.com", AccessControlRequestMethod: "PATCH", AccessControlRequestHeaders: " x-bar,x-foo , ", AccessControlRequestPrivateNetwork: "true"}, want: view{Kind: KindPreflight, Allowed: true, Status: 200, Reason: ReasonAllowed, Headers: []Header{
 		h("Access-Control-Allow-Origin", "https://app.example.com"), h("Access-Control-Allow-Credentials", "true"),
-		h("Access-Control-Allow-Methods", "PATCH"), h("Access-Control-Allow-Headers", "X-Foo,x-bar"),
+		h("Access-Control-Allow-Methods", "PATCH"), h("Access-Control-Allow-Headers", "x-bar,x-foo"),
 		h("Access-Control-Allow-Private-Network", "true"), varyPF,
 	}}},
 	{name: "mixed uncredentialed preflight", policy: "mixed", req: preflight("https://other.example", "PATCH", "x-foo"), want: view{Kind: KindPreflight, Allowed: true, Status: 200, Reason: ReasonAllowed, Headers: []Header{
@@ -595,21 +597,23 @@ func TestCheckRequestHeaders(t *testing.T) {
 	}{
 		{name: "empty", in: "", reason: ReasonAllowed},
 		{name: "one", in: "content-type", reason: ReasonAllowed, echo: "content-type"},
-		{name: "trimmed span", in: "  content-type , x-request-id\t", reason: ReasonAllowed, echo: "content-type , x-request-id"},
-		{name: "leading empty elements", in: ",,,Content-Type", reason: ReasonAllowed, echo: "Content-Type"},
+		{name: "trimmed span", in: " content-type , x-request-id\t", reason: ReasonAllowed, echo: "content-type , x-request-id"},
+		{name: "leading empty elements", in: ",,,content-type", reason: ReasonAllowed, echo: "content-type"},
 		{name: "not allowed", in: "content-type,x-evil", reason: ReasonHeaderNotAllowed, detail: "x-evil"},
 		{name: "malformed", in: "content-type,\"x\"", reason: ReasonHeadersMalformed, detail: "\"x\""},
 		{name: "non-ASCII", in: "x-é", reason: ReasonHeadersMalformed, detail: "x-é"},
 		{name: "too long", in: strings.Repeat(" ", MaxRequestHeadersBytes+1), reason: ReasonHeadersMalformed},
-		{name: "exactly the byte limit", in: strings.Repeat(" ", MaxRequestHeadersBytes-len("authorization")) + "authorization", reason: ReasonAllowed, echo: "authorization"},
+		{name: "exactly the byte limit", in: strings.Repeat(",", maxACRHEmptyElements) + strings.Repeat(" ", MaxRequestHeadersBytes-len("authorization")-maxACRHEmptyElements), reason: ReasonHeadersMalformed},
+		{name: "too much whitespace", in: "   authorization", reason: ReasonHeadersMalformed},
 		{name: "whole list as browsers send it", in: "authorization,content-type,x-request-id", reason: ReasonAllowed, echo: "authorization,content-type,x-request-id"},
-		{name: "whole list in another order", in: "x-request-id,authorization,content-type", reason: ReasonAllowed, echo: "x-request-id,authorization,content-type"},
-		{name: "upper case", in: "X-REQUEST-ID,Content-Type", reason: ReasonAllowed, echo: "X-REQUEST-ID,Content-Type"},
-		{name: "trailing whitespace before comma", in: "Content-Type \t,x-request-id", reason: ReasonAllowed, echo: "Content-Type \t,x-request-id"},
+		{name: "whole list in another order", in: "x-request-id,authorization,content-type", reason: ReasonHeadersMalformed, detail: "authorization"},
+		{name: "upper case", in: "Content-Type,X-Request-Id", reason: ReasonHeadersMalformed, detail: "Content-Type"},
+		{name: "trailing whitespace before comma", in: "content-type \t,x-request-id", reason: ReasonAllowed, echo: "content-type \t,x-request-id"},
+		{name: "joined by a proxy", in: "authorization, content-type,x-request-id", reason: ReasonAllowed, echo: "authorization, content-type,x-request-id"},
 		{name: "inner whitespace", in: "content type", reason: ReasonHeadersMalformed, detail: "content type"},
 		{name: "prefix of a listed name", in: "content-typ", reason: ReasonHeaderNotAllowed, detail: "content-typ"},
 		{name: "same length and first byte as a listed name", in: "x-request-ix", reason: ReasonHeaderNotAllowed, detail: "x-request-ix"},
-		{name: "too many names", in: strings.Repeat("content-type,", MaxRequestHeaders+1), reason: ReasonHeadersMalformed},
+		{name: "duplicates", in: strings.Repeat("content-type,", MaxRequestHeaders+1), reason: ReasonHeadersMalformed, detail: "content-type"},
 	}
 	// More names than smallHeaderList: looked up in the map.
 	var many []string
@@ -623,9 +627,9 @@ func TestCheckRequestHeaders(t *testing.T) {
 		reason Reason
 		detail string
 	}{
-		{name: "large list upper case", in: "X-H0,X-H19", reason: ReasonAllowed},
-		{name: "large list lower case", in: "x-h3,x-h17", reason: ReasonAllowed},
-		{name: "large list unknown", in: "x-h3,x-h20", reason: ReasonHeaderNotAllowed, detail: "x-h20"},
+		{name: "large list upper case", in: "X-H0,X-H19", reason: ReasonHeadersMalformed, detail: "X-H0"},
+		{name: "large list lower case", in: "x-h17,x-h3", reason: ReasonAllowed},
+		{name: "large list unknown", in: "x-h20,x-h3", reason: ReasonHeaderNotAllowed, detail: "x-h20"},
 		{name: "large list whole", in: big.requestHeadersCanon, reason: ReasonAllowed},
 	}
 	for _, tt := range bigTests {
@@ -643,4 +647,14 @@ func TestCheckRequestHeaders(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sortedNames returns n distinct header names, sorted and joined as
+// browsers send them.
+func sortedNames(n int) string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("x-h%03d", i)
+	}
+	return strings.Join(names, ",")
 }

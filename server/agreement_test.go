@@ -62,7 +62,7 @@ func TestCheckOriginAndExtAuthzAgree(t *testing.T) {
 		{name: "origin with the default port", policy: "acme", method: "GET", host: "api.example.com", origin: app + ":443"},
 		{name: "upper-case origin", policy: "acme", method: "GET", host: "api.example.com", origin: "https://APP.example.com"},
 		{name: "merged origins", policy: "acme", method: "GET", host: "api.example.com", origin: app + ", " + evil},
-		{name: "preflight allowed", policy: "acme", method: "OPTIONS", host: "api.example.com", origin: app, acrm: "PUT", acrh: "content-type,authorization"},
+		{name: "preflight allowed", policy: "acme", method: "OPTIONS", host: "api.example.com", origin: app, acrm: "PUT", acrh: "authorization,content-type"},
 		{name: "preflight with private network", policy: "acme", method: "OPTIONS", host: "api.example.com", origin: app, acrm: "PUT", acrpn: "true"},
 		{name: "preflight safelisted method", policy: "acme", method: "OPTIONS", host: "api.example.com", origin: "https://x.acme.example", acrm: "POST"},
 		{name: "preflight method refused", policy: "acme", method: "OPTIONS", host: "api.example.com", origin: app, acrm: "DELETE"},

@@ -179,7 +179,7 @@ func TestExtAuthzCheck(t *testing.T) {
 	}{
 		{
 			name: "preflight allowed: lower-case keys and pseudo-headers",
-			req:  authzHeaderReq("OPTIONS", "api.example.com", map[string]string{"origin": app, "access-control-request-method": "PUT", "access-control-request-headers": "content-type,authorization"}),
+			req:  authzHeaderReq("OPTIONS", "api.example.com", map[string]string{"origin": app, "access-control-request-method": "PUT", "access-control-request-headers": "authorization,content-type"}),
 			want: authzSummary{Code: codes.PermissionDenied, Denied: 204, Headers: preflightAllowed, Meta: meta("PREFLIGHT", "ALLOWED", "policies/acme", 7, true, "ENFORCE")},
 		},
 		{
@@ -232,9 +232,9 @@ func TestExtAuthzCheck(t *testing.T) {
 		},
 		{
 			name:    "raw preflight request headers in several lines are joined",
-			req:     authzRawReq(":authority", "api.example.com", ":method", "OPTIONS", "origin", app, "access-control-request-method", "PUT", "access-control-request-headers", "content-type", "access-control-request-headers", "authorization"),
+			req:     authzRawReq(":authority", "api.example.com", ":method", "OPTIONS", "origin", app, "access-control-request-method", "PUT", "access-control-request-headers", "authorization", "access-control-request-headers", "content-type"),
 			want:    authzSummary{Code: codes.PermissionDenied, Denied: 204, Headers: preflightAllowed, Meta: meta("PREFLIGHT", "ALLOWED", "policies/acme", 7, true, "ENFORCE")},
-			wantReq: policy.Request{Method: "OPTIONS", Host: "api.example.com", Origin: app, AccessControlRequestMethod: "PUT", AccessControlRequestHeaders: "content-type, authorization"},
+			wantReq: policy.Request{Method: "OPTIONS", Host: "api.example.com", Origin: app, AccessControlRequestMethod: "PUT", AccessControlRequestHeaders: "authorization, content-type"},
 		},
 		{
 			name:    "two Origin values merged by Envoy are malformed",
