@@ -292,7 +292,6 @@ func (p *Policy) listsHeader(lower string) bool {
 	return false
 }
 
-
 // clipElement returns the list element at the start of s, clipped: a
 // detail for messages that costs at most MaxNameLength bytes of reading.
 func clipElement(s string) string {
