@@ -16,6 +16,9 @@ const (
 	headerAllowPrivateNetwork = "Access-Control-Allow-Private-Network"
 	headerExposeHeaders       = "Access-Control-Expose-Headers"
 	headerVary                = "Vary"
+	headerContentType         = "Content-Type"
+
+	contentTypeText = "text/plain; charset=utf-8"
 
 	varyOrigin    = "Origin"
 	varyPreflight = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network"
@@ -23,6 +26,8 @@ const (
 	// statusCrossOriginRefused answers requests refused by cross-origin
 	// protection.
 	statusCrossOriginRefused = 403
+	// statusUnavailable answers preflights that arrive before any policy.
+	statusUnavailable = 503
 )
 
 // originMatch is the outcome of matching a request Origin.
@@ -144,6 +149,20 @@ func nthDotFromRight(host string, k int) int {
 	return -1
 }
 
+// CheckUnavailable decides a request that arrives before any policy is
+// known (an SDK's first snapshot is still on its way): a preflight is
+// answered 503 Service Unavailable, since it cannot be answered yet, and
+// every other request goes on with `Vary: Origin`, since once policies
+// arrive its response depends on the Origin. Reason is ReasonNoPolicy.
+func CheckUnavailable(r Request) (d Decision) {
+	d.Kind, d.Origin, d.Reason = kindOf(&r), r.Origin, ReasonNoPolicy
+	if d.Kind == KindPreflight {
+		d.Status = statusUnavailable
+	}
+	d.add(headerVary, varyOrigin, true)
+	return d
+}
+
 // kindOf classifies a request.
 func kindOf(r *Request) Kind {
 	switch {
@@ -211,6 +230,8 @@ func (p *Policy) check(r *Request, d *Decision) {
 	}
 	if p.crossOriginProtection && !m.trusted && isUnsafeMethod(r.Method) && isCrossOrigin(r) {
 		d.Status, d.Reason, d.Detail = statusCrossOriginRefused, ReasonCrossOriginRefused, clip(r.Method)
+		d.Body = p.refusalBody
+		d.add(headerContentType, contentTypeText, false)
 		d.add(headerVary, varyOrigin, true)
 		return
 	}

@@ -123,6 +123,9 @@ func preflight(origin, method, headers string) Request {
 	return Request{Method: "OPTIONS", Host: "api.example.com", Origin: origin, AccessControlRequestMethod: method, AccessControlRequestHeaders: headers}
 }
 
+// ctText is the Content-Type of the body of answers to refused requests.
+var ctText = h("Content-Type", "text/plain; charset=utf-8")
+
 func refusedActual(r Reason) view {
 	return view{Kind: KindActual, Reason: r, Headers: []Header{varyO}}
 }
@@ -345,11 +348,11 @@ var checkTests = []struct {
 	{name: "no origins", policy: "empty", req: get("https://app.example.com"), want: refusedActual(ReasonOriginNotAllowed)},
 
 	// Cross-origin protection.
-	{name: "cop refuses cross-site POST", policy: "cop", req: Request{Method: "POST", Host: "api.example.com", Origin: "https://evil.example", SecFetchSite: "cross-site"}, want: view{Kind: KindActual, Status: 403, Reason: ReasonCrossOriginRefused, Detail: "POST", Headers: []Header{varyO}}},
-	{name: "cop refuses same-site DELETE", policy: "cop", req: Request{Method: "DELETE", Host: "api.example.com", Origin: "https://www.example.com", SecFetchSite: "same-site"}, want: view{Kind: KindActual, Status: 403, Reason: ReasonCrossOriginRefused, Detail: "DELETE", Headers: []Header{varyO}}},
-	{name: "cop refuses unknown Sec-Fetch-Site", policy: "cop", req: Request{Method: "POST", Host: "api.example.com", Origin: "https://evil.example", SecFetchSite: "bogus"}, want: view{Kind: KindActual, Status: 403, Reason: ReasonCrossOriginRefused, Detail: "POST", Headers: []Header{varyO}}},
-	{name: "cop refuses lower-case get", policy: "cop", req: Request{Method: "get", Host: "api.example.com", Origin: "https://evil.example", SecFetchSite: "cross-site"}, want: view{Kind: KindActual, Status: 403, Reason: ReasonCrossOriginRefused, Detail: "get", Headers: []Header{varyO}}},
-	{name: "cop refuses cross-site without Origin", policy: "cop", req: Request{Method: "POST", Host: "api.example.com", SecFetchSite: "cross-site"}, want: view{Kind: KindNotCORS, Status: 403, Reason: ReasonCrossOriginRefused, Detail: "POST", Headers: []Header{varyO}}},
+	{name: "cop refuses cross-site POST", policy: "cop", req: Request{Method: "POST", Host: "api.example.com", Origin: "https://evil.example", SecFetchSite: "cross-site"}, want: view{Kind: KindActual, Status: 403, Reason: ReasonCrossOriginRefused, Detail: "POST", Headers: []Header{ctText, varyO}}},
+	{name: "cop refuses same-site DELETE", policy: "cop", req: Request{Method: "DELETE", Host: "api.example.com", Origin: "https://www.example.com", SecFetchSite: "same-site"}, want: view{Kind: KindActual, Status: 403, Reason: ReasonCrossOriginRefused, Detail: "DELETE", Headers: []Header{ctText, varyO}}},
+	{name: "cop refuses unknown Sec-Fetch-Site", policy: "cop", req: Request{Method: "POST", Host: "api.example.com", Origin: "https://evil.example", SecFetchSite: "bogus"}, want: view{Kind: KindActual, Status: 403, Reason: ReasonCrossOriginRefused, Detail: "POST", Headers: []Header{ctText, varyO}}},
+	{name: "cop refuses lower-case get", policy: "cop", req: Request{Method: "get", Host: "api.example.com", Origin: "https://evil.example", SecFetchSite: "cross-site"}, want: view{Kind: KindActual, Status: 403, Reason: ReasonCrossOriginRefused, Detail: "get", Headers: []Header{ctText, varyO}}},
+	{name: "cop refuses cross-site without Origin", policy: "cop", req: Request{Method: "POST", Host: "api.example.com", SecFetchSite: "cross-site"}, want: view{Kind: KindNotCORS, Status: 403, Reason: ReasonCrossOriginRefused, Detail: "POST", Headers: []Header{ctText, varyO}}},
 	{name: "cop trusts a listed origin", policy: "cop", req: Request{Method: "POST", Host: "api.example.com", Origin: "https://app.example.com", SecFetchSite: "cross-site"}, want: view{Kind: KindActual, Allowed: true, Reason: ReasonAllowed, Headers: []Header{
 		h("Access-Control-Allow-Origin", "https://app.example.com"), h("Access-Control-Allow-Credentials", "true"), varyO,
 	}}},
@@ -364,10 +367,10 @@ var checkTests = []struct {
 	{name: "cop same origin by Host with default port", policy: "copstrict", req: Request{Method: "POST", Host: "API.example.com:443", Origin: "https://api.example.com"}, want: refusedActual(ReasonOriginNotAllowed)},
 	{name: "cop same origin by Host with port", policy: "copstrict", req: Request{Method: "PUT", Host: "api.example.com:8443", Origin: "https://api.example.com:8443"}, want: refusedActual(ReasonOriginNotAllowed)},
 	{name: "cop same origin IPv6", policy: "copstrict", req: Request{Method: "PUT", Host: "[::1]:8080", Origin: "http://[::1]:8080"}, want: refusedActual(ReasonOriginNotAllowed)},
-	{name: "cop other scheme default port differs", policy: "copstrict", req: Request{Method: "POST", Host: "api.example.com:443", Origin: "http://api.example.com"}, want: view{Kind: KindActual, Status: 403, Reason: ReasonCrossOriginRefused, Detail: "POST", Headers: []Header{varyO}}},
-	{name: "cop other host", policy: "copstrict", req: Request{Method: "POST", Host: "api.example.com", Origin: "https://evil.example"}, want: view{Kind: KindActual, Status: 403, Reason: ReasonCrossOriginRefused, Detail: "POST", Headers: []Header{varyO}}},
-	{name: "cop malformed origin", policy: "copstrict", req: Request{Method: "POST", Host: "api.example.com", Origin: "https://api.example.com/"}, want: view{Kind: KindActual, Status: 403, Reason: ReasonCrossOriginRefused, Detail: "POST", Headers: []Header{varyO}}},
-	{name: "cop no Host", policy: "copstrict", req: Request{Method: "POST", Origin: "https://api.example.com"}, want: view{Kind: KindActual, Status: 403, Reason: ReasonCrossOriginRefused, Detail: "POST", Headers: []Header{varyO}}},
+	{name: "cop other scheme default port differs", policy: "copstrict", req: Request{Method: "POST", Host: "api.example.com:443", Origin: "http://api.example.com"}, want: view{Kind: KindActual, Status: 403, Reason: ReasonCrossOriginRefused, Detail: "POST", Headers: []Header{ctText, varyO}}},
+	{name: "cop other host", policy: "copstrict", req: Request{Method: "POST", Host: "api.example.com", Origin: "https://evil.example"}, want: view{Kind: KindActual, Status: 403, Reason: ReasonCrossOriginRefused, Detail: "POST", Headers: []Header{ctText, varyO}}},
+	{name: "cop malformed origin", policy: "copstrict", req: Request{Method: "POST", Host: "api.example.com", Origin: "https://api.example.com/"}, want: view{Kind: KindActual, Status: 403, Reason: ReasonCrossOriginRefused, Detail: "POST", Headers: []Header{ctText, varyO}}},
+	{name: "cop no Host", policy: "copstrict", req: Request{Method: "POST", Origin: "https://api.example.com"}, want: view{Kind: KindActual, Status: 403, Reason: ReasonCrossOriginRefused, Detail: "POST", Headers: []Header{ctText, varyO}}},
 	{name: "cop listed null is trusted", policy: "copstrict", req: Request{Method: "POST", Host: "api.example.com", Origin: "null", SecFetchSite: "cross-site"}, want: view{Kind: KindActual, Allowed: true, Reason: ReasonAllowed, Headers: []Header{
 		h("Access-Control-Allow-Origin", "null"), varyO,
 	}}},

@@ -305,29 +305,21 @@ type authzHeader struct {
 	hv  corev3.HeaderValue
 }
 
-// response builds the CheckResponse for d, following the mapping in
-// DESIGN.md: status always set, exactly one of ok_response and
-// denied_response, CORS headers overwrite and Vary appends, no empty values,
-// and nothing changed in report-only mode.
+// response renders the decision's response plan (see policy.Decision) as a
+// CheckResponse, following the mapping in DESIGN.md: status always set,
+// exactly one of ok_response and denied_response (Envoy sends a denied
+// response to the client without calling the upstream), CORS headers
+// overwrite and Vary appends, no empty values, and nothing changed in
+// report-only mode. It decides nothing itself.
 func (a *authzServer) response(d *policy.Decision) *authv3.CheckResponse {
 	md := a.metadataFor(d)
 	switch {
-	case d.Mode == policy.ModeReportOnly:
+	case !d.Applies():
 		return authzOKResponse(md, nil)
-	case d.Status != 0 && d.Kind == policy.KindPreflight:
-		// Envoy sends a denied response to the client without calling the
-		// upstream: the preflight is answered here, allowed or not.
-		return authzDeniedResponse(md, d.Status, "", authzHeaderOptions(d, false))
-	case d.Status != 0:
-		// Refused by cross-origin protection: only Vary, and a sentence.
-		return authzDeniedResponse(md, d.Status, d.Message()+"\n", authzHeaderOptions(d, true))
-	case d.Kind == policy.KindActual && d.Allowed:
-		return authzOKResponse(md, authzHeaderOptions(d, false))
-	default:
-		// Refused origin, no Origin, no policy, disabled: pass, with the
-		// Vary the decision carries so caches keep responses apart.
-		return authzOKResponse(md, authzHeaderOptions(d, true))
+	case d.Answers():
+		return authzDeniedResponse(md, d.Status, d.Body, authzHeaderOptions(d))
 	}
+	return authzOKResponse(md, authzHeaderOptions(d))
 }
 
 func authzOKResponse(md *structpb.Struct, headers []*corev3.HeaderValueOption) *authv3.CheckResponse {
@@ -356,16 +348,16 @@ func authzDeniedResponse(md *structpb.Struct, code int, body string, headers []*
 	return &b.resp
 }
 
-// authzHeaderOptions converts the decision's headers (only Vary when
-// varyOnly) into header options: Vary appends to the upstream's, every other
+// authzHeaderOptions converts the decision's headers into header options:
+// those the plan appends (Vary) append to the upstream's, every other
 // header overwrites any the upstream set, so an upstream's own
 // Access-Control-Allow-Origin cannot turn into a comma list. Empty values
 // are dropped: Envoy would send an empty header.
-func authzHeaderOptions(d *policy.Decision, varyOnly bool) []*corev3.HeaderValueOption {
+func authzHeaderOptions(d *policy.Decision) []*corev3.HeaderValueOption {
 	hs := d.Headers()
 	n := 0
 	for i := range hs {
-		if hs[i].Value != "" && (!varyOnly || isVary(hs[i].Name)) {
+		if hs[i].Value != "" {
 			n++
 		}
 	}
@@ -377,7 +369,7 @@ func authzHeaderOptions(d *policy.Decision, varyOnly bool) []*corev3.HeaderValue
 	j := 0
 	for i := range hs {
 		h := &hs[i]
-		if h.Value == "" || varyOnly && !isVary(h.Name) {
+		if h.Value == "" {
 			continue
 		}
 		s := &slab[j]
@@ -385,7 +377,7 @@ func authzHeaderOptions(d *policy.Decision, varyOnly bool) []*corev3.HeaderValue
 		s.hv.Value = h.Value
 		s.opt.Header = &s.hv
 		s.opt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-		if h.Append || isVary(h.Name) {
+		if h.Append {
 			s.opt.AppendAction = corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
 		}
 		opts[j] = &s.opt
@@ -393,8 +385,6 @@ func authzHeaderOptions(d *policy.Decision, varyOnly bool) []*corev3.HeaderValue
 	}
 	return opts
 }
-
-func isVary(name string) bool { return strings.EqualFold(name, "Vary") }
 
 // lowerHeaderName returns the lower-case form Envoy uses for a header name,
 // without allocating for the headers decisions emit.
@@ -416,6 +406,8 @@ func lowerHeaderName(name string) string {
 		return "access-control-expose-headers"
 	case "Vary":
 		return "vary"
+	case "Content-Type":
+		return "content-type"
 	}
 	return strings.ToLower(name)
 }

@@ -322,11 +322,11 @@ func TestExtAuthzCheck(t *testing.T) {
 			want: authzSummary{Code: codes.OK, Headers: varyOrigin, Meta: meta("ACTUAL", "ORIGIN_NOT_ALLOWED", "policies/acme", 7, false, "ENFORCE")},
 		},
 		{
-			name: "cross-origin protection refuses a cross-site POST: 403, Vary only, a sentence",
+			name: "cross-origin protection refuses a cross-site POST: 403, Vary, a sentence",
 			req:  authzHeaderReq("POST", "guarded.example.com", map[string]string{"origin": "https://evil.example.net", "sec-fetch-site": "cross-site"}),
 			want: authzSummary{
-				Code: codes.PermissionDenied, Denied: 403, Headers: varyOrigin,
-				Body: "cross-origin POST request from origin https://evil.example.net refused by policies/guarded: the origin is not trusted\n",
+				Code: codes.PermissionDenied, Denied: 403, Headers: append([]authzHdr{{"content-type", "text/plain; charset=utf-8", actOverwrite}}, varyOrigin...),
+				Body: "cross-origin request refused by policies/guarded: the origin is not trusted\n",
 				Meta: meta("ACTUAL", "CROSS_ORIGIN_REFUSED", "policies/guarded", 4, false, "ENFORCE"),
 			},
 		},
