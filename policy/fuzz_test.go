@@ -82,7 +82,7 @@ func referenceRequestHeaders(p *Policy, s string) (Reason, string) {
 		maxLen = MaxNameLength
 	}
 	count, empty, prev, off := 0, 0, "", 0
-	for _, e := range strings.Split(s, ",") {
+	for e := range strings.SplitSeq(s, ",") {
 		at := off // where e starts in s
 		off += len(e) + 1
 		lead := len(e) - len(strings.TrimLeft(e, " \t"))

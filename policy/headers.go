@@ -31,22 +31,6 @@ func isToken(s string) bool {
 	return true
 }
 
-// scanToken reports, in one pass, whether s is a token and whether it has
-// ASCII upper-case letters.
-func scanToken(s string) (token, upper bool) {
-	if s == "" {
-		return false, false
-	}
-	for i := range len(s) {
-		c := s[i]
-		if !tokenChars[c] {
-			return false, false
-		}
-		upper = upper || 'A' <= c && c <= 'Z'
-	}
-	return true, upper
-}
-
 // forbiddenRequestHeaders are the Fetch standard's forbidden request-header
 // names (browsers set them; scripts cannot), lower case. Names starting with
 // "proxy-" or "sec-" are forbidden too.
