@@ -163,6 +163,20 @@ func CheckUnavailable(r Request) (d Decision) {
 	return d
 }
 
+// CheckUnknownPolicy decides a request for which an explicit policy name
+// was given that no policy has (a route's corsd_policy naming a deleted or
+// misspelled policy). It is never a quiet "no policy": a preflight is
+// refused (403, the default refusal status), other requests go on without
+// CORS headers. Reason is ReasonNoPolicy and Detail the name, clipped.
+func CheckUnknownPolicy(name string, r Request) (d Decision) {
+	d.Kind, d.Origin, d.Reason, d.Detail = kindOf(&r), r.Origin, ReasonNoPolicy, clip(name)
+	if d.Kind == KindPreflight {
+		d.Status = 403
+		d.add(headerVary, varyPreflight, true)
+	}
+	return d
+}
+
 // kindOf classifies a request.
 func kindOf(r *Request) Kind {
 	switch {
@@ -475,7 +489,11 @@ func (d *Decision) Message() string {
 	case ReasonPolicyDisabled:
 		fmt.Fprintf(&b, "%s is disabled", name)
 	case ReasonNoPolicy:
-		b.WriteString("no policy governs this request")
+		if d.Detail != "" {
+			fmt.Fprintf(&b, "policy %s does not exist", quoteIfOdd(d.Detail))
+		} else {
+			b.WriteString("no policy governs this request")
+		}
 	default:
 		fmt.Fprintf(&b, "decision %s", d.Reason)
 	}

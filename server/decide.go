@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/corsd/corsd/policy"
+	"github.com/corsd/corsd/store"
 )
 
 // decider answers decisions from the live snapshot.
@@ -53,6 +55,13 @@ func (s *Server) Decide(ctx context.Context, name string, r policy.Request) (pol
 	if e := snap.lookup(name, r.Host); e != nil {
 		d = e.pol.Check(r)
 		dc = e.counters
+	} else if name != "" {
+		// A named policy that does not exist is a misconfiguration, never
+		// a quiet "no policy" (CheckOrigin refuses it before this point).
+		d = policy.CheckUnknownPolicy(name, r)
+		dc = s.metrics.noPolicy
+		s.metrics.unknownPolicy.Inc()
+		s.warnUnknownPolicy(ctx, name)
 	} else {
 		var none *policy.Policy
 		d = none.Check(r)
@@ -81,4 +90,31 @@ func (s *Server) logDecision(ctx context.Context, d *policy.Decision, r *policy.
 		slog.String("host", r.Host),
 		slog.String("origin", r.Origin),
 	)
+}
+
+// unknownPolicyWarnEvery bounds the warnings about unknown policy names: a
+// misconfigured route would otherwise log once per request.
+const unknownPolicyWarnEvery = 10 * time.Second
+
+// warnUnknownPolicy logs that a request named a policy that does not exist,
+// at most once per unknownPolicyWarnEvery (corsd_unknown_policy_total
+// counts every one).
+func (s *Server) warnUnknownPolicy(ctx context.Context, name string) {
+	now := time.Now().UnixNano()
+	last := s.unknownPolicyWarned.Load()
+	if now-last < int64(unknownPolicyWarnEvery) || !s.unknownPolicyWarned.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.WarnContext(ctx, "a request names a policy that does not exist; its preflights are refused (check the route's corsd_policy)",
+		"policy", policy.CheckUnknownPolicy(name, policy.Request{}).Detail)
+}
+
+// checkPolicyExists is CheckOrigin's check to a policy name that does not
+// exist.
+func (s *Server) checkPolicyExists(name string) error {
+	snap := s.live.cur.Load()
+	if snap == nil || name == "" || snap.lookup(name, "") != nil {
+		return nil // not loaded yet: Decide answers Unavailable
+	}
+	return fmt.Errorf("server: policy %s does not exist: %w", name, store.ErrNotFound)
 }

@@ -49,6 +49,9 @@ func (d *decisionService) checkOrigin(ctx context.Context, req *corsdv1.CheckOri
 	if err := checkRequestSizes(&r); err != nil {
 		return nil, err
 	}
+	if err := d.s.checkPolicyExists(req.GetPolicy()); err != nil {
+		return nil, err
+	}
 	dec, err := d.s.Decide(ctx, req.GetPolicy(), r)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -195,5 +196,31 @@ func BenchmarkExtAuthzHostile(b *testing.B) {
 				_, _ = a.Check(ctx, tc.req)
 			}
 		})
+	}
+}
+
+// TestExtAuthzUnknownPolicy: a route naming a policy that does not exist
+// gets its preflights refused and is counted, never a quiet "no policy".
+func TestExtAuthzUnknownPolicy(t *testing.T) {
+	srv, a := hostileServer(t)
+	ctx := context.Background()
+	pre := withExtensions(authzHeaderReq("OPTIONS", "x.api.example.com", map[string]string{"origin": "https://app.example.com", "access-control-request-method": "PUT"}), map[string]string{authzPolicyKey: "nope"})
+	resp, err := a.Check(ctx, pre)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := summarize(t, resp)
+	if got.Denied != 403 || got.Meta["reason"] != "NO_POLICY" {
+		t.Errorf("preflight for an unknown policy: denied %d reason %v, want 403 NO_POLICY", got.Denied, got.Meta["reason"])
+	}
+	actual := withExtensions(authzHeaderReq("GET", "x.api.example.com", map[string]string{"origin": "https://app.example.com"}), map[string]string{authzPolicyKey: "nope"})
+	if resp, err = a.Check(ctx, actual); err != nil {
+		t.Fatal(err)
+	}
+	if got := summarize(t, resp); got.Denied != 0 || len(got.Headers) != 0 {
+		t.Errorf("actual request for an unknown policy: %+v, want passed without headers", got)
+	}
+	if n := testutil.ToFloat64(srv.metrics.unknownPolicy); n != 2 {
+		t.Errorf("corsd_unknown_policy_total = %v, want 2", n)
 	}
 }

@@ -30,6 +30,7 @@ type metrics struct {
 	storeWrite       *prometheus.HistogramVec
 	snapshotRevision prometheus.Gauge
 	snapshotPolicies prometheus.Gauge
+	unknownPolicy    prometheus.Counter
 
 	grpcStarted  *prometheus.CounterVec
 	grpcHandled  *prometheus.CounterVec
@@ -70,6 +71,10 @@ func newMetrics() *metrics {
 			Name: "corsd_snapshot_revision",
 			Help: "Highest store revision applied to the live decision snapshot.",
 		}),
+		unknownPolicy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "corsd_unknown_policy_total",
+			Help: "ext_authz checks that named a policy (context_extensions corsd_policy) that does not exist; their preflights are refused.",
+		}),
 		snapshotPolicies: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "corsd_snapshot_policies",
 			Help: "Number of policies in the live decision snapshot.",
@@ -97,7 +102,7 @@ func newMetrics() *metrics {
 		}, []string{"grpc_type", "grpc_service", "grpc_method"}),
 	}
 	m.reg.MustRegister(
-		m.decisions, m.reported, m.decisionDuration, m.storeWrite, m.snapshotRevision, m.snapshotPolicies,
+		m.decisions, m.reported, m.decisionDuration, m.storeWrite, m.snapshotRevision, m.snapshotPolicies, m.unknownPolicy,
 		m.grpcStarted, m.grpcHandled, m.grpcDuration, m.grpcMsgSent, m.grpcMsgRecv,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
