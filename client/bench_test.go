@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	jcors "github.com/jub0bs/cors"
 	"github.com/rs/cors"
 
 	"github.com/corsd/corsd/client"
@@ -58,6 +59,17 @@ var benchRSCors = cors.Options{
 	AllowCredentials: true,
 }
 
+// benchJCors is the same configuration for jub0bs/cors (which lists the
+// safelisted methods implicitly and refuses listing them).
+var benchJCors = jcors.Config{
+	Origins:         []string{"https://app.example.com", "https://*.example.org"},
+	Credentialed:    true,
+	Methods:         []string{"PUT", "DELETE"},
+	RequestHeaders:  []string{"Content-Type", "X-Api-Key", "X-Requested-With"},
+	MaxAgeInSeconds: 600,
+	ResponseHeaders: []string{"X-Request-Id"},
+}
+
 type benchCase struct {
 	name        string
 	req         *http.Request
@@ -95,10 +107,15 @@ func benchCases() []benchCase {
 	}
 }
 
-// BenchmarkMiddleware compares the SDK middleware with rs/cors on the same
+// BenchmarkMiddleware compares the SDK middleware with rs/cors and
+// jub0bs/cors on the same
 // requests, ResponseWriter and inner handler.
 func BenchmarkMiddleware(b *testing.B) {
 	p, err := policy.Compile(benchPolicy)
+	if err != nil {
+		b.Fatal(err)
+	}
+	jm, err := jcors.NewMiddleware(benchJCors)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -108,6 +125,7 @@ func BenchmarkMiddleware(b *testing.B) {
 	}{
 		{name: "corsd", h: client.Middleware("policies/bench", client.StaticSource(p))(benchInner)},
 		{name: "rs-cors", h: cors.New(benchRSCors).Handler(benchInner)},
+		{name: "jub0bs-cors", h: jm.Wrap(benchInner)},
 	}
 	for _, tc := range benchCases() {
 		impls := append(impls, struct {

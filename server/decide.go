@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/corsd/corsd/policy"
+	"github.com/corsd/corsd/store"
 )
 
 // decider answers decisions from the live snapshot.
@@ -53,6 +54,13 @@ func (s *Server) Decide(ctx context.Context, name string, r policy.Request) (pol
 	if e := snap.lookup(name, r.Host); e != nil {
 		d = e.pol.Check(r)
 		dc = e.counters
+	} else if name != "" {
+		// A named policy that does not exist is a misconfiguration, never
+		// a quiet "no policy" (CheckOrigin refuses it before this point).
+		d = policy.CheckUnknownPolicy(name, r)
+		dc = s.metrics.noPolicy
+		s.metrics.unknownPolicy.Inc()
+		s.warnUnknownPolicy(ctx, name)
 	} else {
 		var none *policy.Policy
 		d = none.Check(r)
@@ -62,8 +70,7 @@ func (s *Server) Decide(ctx context.Context, name string, r policy.Request) (pol
 	if timed {
 		s.metrics.decisionDuration.Observe(time.Since(start).Seconds())
 	}
-	// Report-only refusals are what report-only mode is for: always log them.
-	if s.opts.logDecisions || (d.Mode == policy.ModeReportOnly && !d.Allowed && d.Kind != policy.KindNotCORS) {
+	if s.opts.logDecisions || d.Notable(d.Applies()) {
 		s.logDecision(ctx, &d, &r)
 	}
 	return d, nil
@@ -83,3 +90,40 @@ func (s *Server) logDecision(ctx context.Context, d *policy.Decision, r *policy.
 		slog.String("origin", r.Origin),
 	)
 }
+
+// unknownPolicyWarnEvery bounds the warnings about unknown policy names: a
+// misconfigured route would otherwise log once per request.
+const unknownPolicyWarnEvery = 10 * time.Second
+
+// warnUnknownPolicy logs that a request named a policy that does not exist,
+// at most once per unknownPolicyWarnEvery (corsd_unknown_policy_total
+// counts every one).
+func (s *Server) warnUnknownPolicy(ctx context.Context, name string) {
+	now := time.Now().UnixNano()
+	last := s.unknownPolicyWarned.Load()
+	if now-last < int64(unknownPolicyWarnEvery) || !s.unknownPolicyWarned.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.WarnContext(ctx, "a request names a policy that does not exist; its preflights are refused (check the route's corsd_policy)",
+		"policy", policy.CheckUnknownPolicy(name, policy.Request{}).Detail)
+}
+
+// checkPolicyExists is CheckOrigin's check to a policy name that does not
+// exist.
+func (s *Server) checkPolicyExists(name string) error {
+	snap := s.live.cur.Load()
+	if snap == nil || name == "" || snap.lookup(name, "") != nil {
+		return nil // not loaded yet: Decide answers Unavailable
+	}
+	return &unknownPolicyError{name: name}
+}
+
+// unknownPolicyError is an explicit policy name that no policy has. It
+// wraps store.ErrNotFound; toStatus names the policy.
+type unknownPolicyError struct{ name string }
+
+func (e *unknownPolicyError) Error() string {
+	return "server: policy " + e.name + " does not exist"
+}
+
+func (e *unknownPolicyError) Unwrap() error { return store.ErrNotFound }

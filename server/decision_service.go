@@ -51,6 +51,9 @@ func (d *decisionService) checkOrigin(ctx context.Context, req *corsdv1.CheckOri
 	if err := checkRequestSizes(&r); err != nil {
 		return nil, err
 	}
+	if err := d.s.checkPolicyExists(req.GetPolicy()); err != nil {
+		return nil, err
+	}
 	dec, err := d.s.Decide(ctx, req.GetPolicy(), r)
 	if err != nil {
 		return nil, err
@@ -91,6 +94,7 @@ func decisionProto(d *policy.Decision) *corsdv1.Decision {
 		Kind:           policypb.KindProto(d.Kind),
 		Allowed:        d.Allowed,
 		ReplyStatus:    httpStatus(d.Status),
+		ReplyBody:      d.Body,
 		Reason:         policypb.ReasonProto(d.Reason),
 		Message:        d.Message(),
 		Policy:         d.Policy,

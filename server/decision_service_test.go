@@ -73,11 +73,6 @@ func TestCheckOrigin(t *testing.T) {
 			req:  &corsdv1.CheckOriginRequest{Host: "other.example.com", Method: "GET", Origin: "https://app.example.com"},
 			want: &corsdv1.Decision{Kind: corsdv1.DecisionKind_DECISION_KIND_ACTUAL, Reason: corsdv1.Reason_REASON_NO_POLICY},
 		},
-		{
-			name: "unknown policy name: no policy",
-			req:  &corsdv1.CheckOriginRequest{Policy: "policies/nope", Host: "api.example.com", Method: "GET", Origin: "https://app.example.com"},
-			want: &corsdv1.Decision{Kind: corsdv1.DecisionKind_DECISION_KIND_ACTUAL, Reason: corsdv1.Reason_REASON_NO_POLICY},
-		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -115,6 +110,16 @@ func TestCheckOriginInvalid(t *testing.T) {
 			_, err := e.dec.CheckOrigin(context.Background(), tt.req)
 			wantViolations(t, err, tt.fields...)
 		})
+	}
+}
+
+// TestCheckOriginUnknownPolicy: an explicit policy name that no policy has
+// is an error, never a quiet "no policy".
+func TestCheckOriginUnknownPolicy(t *testing.T) {
+	e := newTokenEnv(t)
+	_, err := e.dec.CheckOrigin(e.admin(), &corsdv1.CheckOriginRequest{Policy: "policies/nope", Host: "api.example.com", Method: "GET", Origin: "https://app.example.com"})
+	if st := wantCode(t, err, codes.NotFound); !strings.Contains(st.Message(), "policies/nope") {
+		t.Errorf("NotFound message %q does not name the policy", st.Message())
 	}
 }
 

@@ -33,6 +33,7 @@ type metrics struct {
 	watchStreams     prometheus.Gauge
 	watchRefused     prometheus.Counter
 	watchEvicted     prometheus.Counter
+	unknownPolicy    prometheus.Counter
 
 	grpcStarted  *prometheus.CounterVec
 	grpcHandled  *prometheus.CounterVec
@@ -72,6 +73,10 @@ func newMetrics() *metrics {
 		snapshotRevision: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "corsd_snapshot_revision",
 			Help: "Highest store revision applied to the live decision snapshot.",
+		}),
+		unknownPolicy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "corsd_unknown_policy_total",
+			Help: "ext_authz checks that named a policy (context_extensions corsd_policy) that does not exist; their preflights are refused.",
 		}),
 		snapshotPolicies: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "corsd_snapshot_policies",
@@ -113,7 +118,7 @@ func newMetrics() *metrics {
 	}
 	m.reg.MustRegister(
 		m.decisions, m.reported, m.decisionDuration, m.storeWrite, m.snapshotRevision, m.snapshotPolicies,
-		m.watchStreams, m.watchRefused, m.watchEvicted,
+		m.watchStreams, m.watchRefused, m.watchEvicted, m.unknownPolicy,
 		m.grpcStarted, m.grpcHandled, m.grpcDuration, m.grpcMsgSent, m.grpcMsgRecv,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

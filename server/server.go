@@ -134,9 +134,12 @@ type Server struct {
 	log     *slog.Logger
 	auth    *authenticator
 	metrics *metrics
-	live    *live
-	health  *health.Server
-	watches *watchSlots
+	// unknownPolicyWarned is when the last unknown-policy warning was
+	// logged (Unix nanoseconds).
+	unknownPolicyWarned atomic.Int64
+	live                *live
+	health              *health.Server
+	watches             *watchSlots
 
 	ready     chan struct{} // closed when the initial load finished
 	readyOnce sync.Once

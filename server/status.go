@@ -121,6 +121,9 @@ func toStatus(ctx context.Context, err error) error {
 	// Messages are sentences for the caller: what happened and what to do.
 	// The error's own text (backend names, file paths, wrapped causes)
 	// stays in the server; a caller never sees it.
+	if upe, ok := errors.AsType[*unknownPolicyError](err); ok {
+		return status.Errorf(codes.NotFound, "policy %s does not exist; name an existing policy (list the policies to see which exist) or create it", upe.name)
+	}
 	if hce, ok := errors.AsType[*store.HostConflictError](err); ok {
 		// AlreadyExists, as for a taken name: hosts are unique like names
 		// (AIP-133), and retrying unchanged fails again.
