@@ -35,7 +35,7 @@ var (
 // env is one server under test: a real boltstore in a temp dir, the
 // production interceptors, served over bufconn (or loopback TCP).
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *Server
 	gs     *grpc.Server
 	store  store.Store
@@ -58,7 +58,7 @@ type envConfig struct {
 	noWait bool
 }
 
-func newEnv(t *testing.T, cfg envConfig) *env {
+func newEnv(t testing.TB, cfg envConfig) *env {
 	t.Helper()
 	bs := cfg.store
 	if bs == nil {

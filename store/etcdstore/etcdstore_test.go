@@ -2,6 +2,7 @@ package etcdstore
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -30,7 +31,7 @@ func newPrefix() string { return fmt.Sprintf("/corsd-test/%d/", prefixes.Add(1))
 
 func openStore(t testing.TB, srv *etcdServer, prefix string, opts ...Option) *Store {
 	t.Helper()
-	s, err := Open([]string{srv.Endpoint}, prefix, opts...)
+	s, err := Open(context.Background(), []string{srv.Endpoint}, prefix, opts...)
 	if err != nil {
 		t.Fatalf("Open(%s, %q) = %v", srv.Endpoint, prefix, err)
 	}
@@ -72,6 +73,11 @@ func TestUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for ev := range w.Events() { // the initial state, read before etcd goes
+		if ev.Type == store.EventSynced {
+			break
+		}
+	}
 	srv.Stop()
 	calls := []struct {
 		name string
@@ -110,12 +116,12 @@ func TestUnavailable(t *testing.T) {
 			}
 		})
 	}
-	// A watch that was open stays open: a replica keeps its last state.
+	// A synced watch stays open: a replica keeps its last state.
 	if err := w.Err(); err != nil {
 		t.Errorf("open watch ended with %v when etcd went down", err)
 	}
 	start := time.Now()
-	_, err = Open([]string{srv.Endpoint}, newPrefix(), WithRequestTimeout(500*time.Millisecond), WithDialTimeout(500*time.Millisecond))
+	_, err = Open(t.Context(), []string{srv.Endpoint}, newPrefix(), WithRequestTimeout(500*time.Millisecond), WithDialTimeout(500*time.Millisecond))
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Open(etcd down) = %v, want ErrUnavailable", err)
 	}
