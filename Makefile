@@ -116,8 +116,8 @@ bench: ## Go benchmarks (engine, store, SDK, server decision paths)
 	go test -run '^$$' -bench . -benchmem -count 5 -timeout 60m ./policy/... ./store/... ./client/... ./server/... | tee bench.txt
 
 .PHONY: loadtest
-loadtest: $(BIN)/ghz ## ghz against corsd and a no-op ext_authz server
-	go run ./internal/loadtest
+loadtest: ## corsd's ext_authz answers against two floors, same run (LOADTEST_FLAGS=-quick for a smoke run)
+	go run ./internal/loadtest $(LOADTEST_FLAGS)
 
 .PHONY: clean
 clean: ## Remove ./bin and test caches
