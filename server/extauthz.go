@@ -50,6 +50,11 @@ type authzServer struct {
 	authv3.UnimplementedAuthorizationServer
 	d decider
 
+	// rec is the form of the decision record; answers keeps the answers
+	// rendered per policy revision (extauthz_answers.go).
+	rec     DecisionRecord
+	answers authzAnswers
+
 	// metadata caches the dynamic metadata struct of each decision shape;
 	// the values never change once built, so responses share them.
 	metadata     sync.Map // authzMetadataKeyOf -> *structpb.Struct
@@ -58,8 +63,14 @@ type authzServer struct {
 
 var _ authv3.AuthorizationServer = (*authzServer)(nil)
 
+// newAuthzServer answers with the full decision record; New passes the
+// operator's choice to newAuthzServerRecord.
 func newAuthzServer(d decider) *authzServer {
-	return &authzServer{d: d}
+	return newAuthzServerRecord(d, DecisionRecordFull)
+}
+
+func newAuthzServerRecord(d decider, rec DecisionRecord) *authzServer {
+	return &authzServer{d: d, rec: rec}
 }
 
 // Check answers one ext_authz check. Missing parts of req are treated as
@@ -70,7 +81,7 @@ func (a *authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*aut
 	if err != nil {
 		return nil, toStatus(ctx, err)
 	}
-	return a.response(&d), nil
+	return a.answer(&d), nil
 }
 
 // authzPolicyName returns the policy named by the route's context
@@ -267,7 +278,7 @@ type authzHeader struct {
 // denied_response, CORS headers overwrite and Vary appends, no empty values,
 // and nothing changed in report-only mode.
 func (a *authzServer) response(d *policy.Decision) *authv3.CheckResponse {
-	md := a.metadataFor(d)
+	md := a.recordFor(d)
 	switch {
 	case d.Mode == policy.ModeReportOnly:
 		return authzOKResponse(md, nil)

@@ -57,6 +57,7 @@ type options struct {
 	progressInterval time.Duration
 	retryMin         time.Duration
 	retryMax         time.Duration
+	decisionRecord   DecisionRecord
 }
 
 // WithTokens configures the bearer tokens. Without tokens, admin calls (and
@@ -215,7 +216,7 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 func (s *Server) Register(gs *grpc.Server) {
 	corsdv1.RegisterDecisionServiceServer(gs, &decisionService{s: s})
 	corsdv1.RegisterPolicyServiceServer(gs, &policyService{s: s})
-	authv3.RegisterAuthorizationServer(gs, newAuthzServer(s))
+	authv3.RegisterAuthorizationServer(gs, newAuthzServerRecord(s, s.opts.decisionRecord))
 	healthpb.RegisterHealthServer(gs, healthService{Server: s.health, s: s})
 	reflection.Register(gs)
 }
