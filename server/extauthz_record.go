@@ -55,6 +55,20 @@ func ParseDecisionRecord(s string) (DecisionRecord, error) {
 	return 0, fmt.Errorf("server: decision record %q: use none, minimal or full", s)
 }
 
+// MarshalText implements encoding.TextMarshaler (flag.TextVar).
+func (r DecisionRecord) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler with
+// ParseDecisionRecord.
+func (r *DecisionRecord) UnmarshalText(b []byte) error {
+	v, err := ParseDecisionRecord(string(b))
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
+
 // WithDecisionRecord sets the form of the decision record in ext_authz
 // answers (DecisionRecordMinimal by default).
 func WithDecisionRecord(r DecisionRecord) Option {

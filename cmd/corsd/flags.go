@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corsd/corsd/server"
 	"github.com/corsd/corsd/store/boltstore"
 )
 
@@ -33,6 +34,7 @@ type config struct {
 	retainAge        time.Duration
 	restoreFrom      string
 	restoreOverwrite bool
+	decisionRecord   server.DecisionRecord
 }
 
 // envName is the environment fallback of a flag: --tls-cert is
@@ -65,6 +67,10 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.DurationVar(&c.retainAge, "retain-age", 0, "drop changes older than this from the change log; 0 for no age limit")
 	fs.StringVar(&c.restoreFrom, "restore-from", "", "restore the database from this backup file before opening it")
 	fs.BoolVar(&c.restoreOverwrite, "restore-overwrite", false, "let --restore-from replace an existing database file")
+	// The decision record of ext_authz answers: what Envoy's access logs get,
+	// paid in bytes on every answer.
+	fs.TextVar(&c.decisionRecord, "decision-record", server.DecisionRecordMinimal,
+		"decision record in ext_authz answers (dynamic_metadata, for Envoy's access logs): none, minimal (the reason) or full")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err

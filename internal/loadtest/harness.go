@@ -130,6 +130,11 @@ func newHarness(ctx context.Context, root string, o *options) (_ *harness, err e
 		}
 		h.floors = append(h.floors, t)
 	}
+	if o.pin {
+		// The Go runtime of each server notices its new affinity and sets
+		// GOMAXPROCS to 1 within about a second.
+		time.Sleep(2 * time.Second)
+	}
 	return h, nil
 }
 
