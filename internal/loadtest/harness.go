@@ -333,32 +333,39 @@ func (h *harness) pin(pid int) error {
 	return nil
 }
 
-// gen runs one generator child against addr and returns its result.
-func (h *harness) gen(ctx context.Context, t *target, kind string, rate int, d time.Duration) (*genResult, error) {
-	args := []string{"gen", "-addr", t.addrs[kind], "-request", h.requests[kind], "-rate", strconv.Itoa(rate),
-		"-duration", d.String(), "-warmup", h.o.warmup.String(), "-workers", strconv.Itoa(h.o.workers), "-server-pid", strconv.Itoa(t.pid)}
+// gen runs one generator child against every target, for kind's request
+// at rate, and returns one result per target, in order.
+func (h *harness) gen(ctx context.Context, targets []*target, kind string, rate int) ([]*genResult, error) {
+	args := []string{"gen", "-request", h.requests[kind], "-rate", strconv.Itoa(rate), "-slice", h.o.slice.String(),
+		"-cycles", strconv.Itoa(h.o.cycles), "-warmup", h.o.warmup.String(), "-workers", strconv.Itoa(h.o.workers)}
+	for _, t := range targets {
+		args = append(args, "-target", t.addrs[kind]+","+strconv.Itoa(t.pid))
+	}
 	name := h.self
 	if h.o.pin {
 		args = append([]string{"-c", genCPU, h.self}, args...)
 		name = "taskset"
 	}
-	cctx, cancel := context.WithTimeout(ctx, d+h.o.warmup+time.Minute)
+	bound := time.Duration(len(targets)) * (h.o.warmup + time.Duration(h.o.cycles)*h.o.slice)
+	cctx, cancel := context.WithTimeout(ctx, 2*bound+time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, name, args...) //nolint:gosec // G204: this program, run as the generator
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	b, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("gen %s %s: %w", t.label, kind, err)
+		return nil, fmt.Errorf("gen %s at %d/s: %w", kind, rate, err)
 	}
-	var r genResult
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("gen %s %s: %w", t.label, kind, err)
+	var rs []*genResult
+	if err := json.Unmarshal(b, &rs); err != nil || len(rs) != len(targets) {
+		return nil, fmt.Errorf("gen %s at %d/s: %d results, %v", kind, rate, len(rs), err)
 	}
 	if h.o.verbose {
-		logf("%s %s %d/s: %d calls, server %v, gen %v, late %d", t.label, kind, rate, r.Calls, r.ServerCPU, r.GenCPU, r.Late)
+		for i, r := range rs {
+			logf("%s %s %d/s: %d calls, server %v, gen %v, late %d", targets[i].label, kind, rate, r.Calls, r.ServerCPU, r.GenCPU, r.Late)
+		}
 	}
-	return &r, nil
+	return rs, nil
 }
 
 func logf(format string, args ...any) {

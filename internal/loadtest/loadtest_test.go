@@ -44,19 +44,27 @@ func TestParseStatCPU(t *testing.T) {
 }
 
 func TestProcCPUSelf(t *testing.T) {
-	// Burn some CPU, then /proc must account at least part of it.
+	// Burn 100 ms of CPU (by getrusage): /proc must account for it, give
+	// or take its ticks.
 	before, err := procCPU(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for end := time.Now().Add(60 * time.Millisecond); time.Now().Before(end); {
+	self0, err := selfCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		if s, err := selfCPU(); err != nil || s-self0 >= 100*time.Millisecond {
+			break
+		}
 	}
 	after, err := procCPU(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after-before < clockTick {
-		t.Errorf("procCPU grew by %v over 60 ms of spinning, want at least %v", after-before, clockTick)
+	if got := after - before; got < 100*time.Millisecond-3*clockTick {
+		t.Errorf("procCPU grew by %v while getrusage grew by 100 ms", got)
 	}
 }
 
@@ -162,19 +170,26 @@ func TestReplayFloorAndGenerator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := genOptions{addr: lis.Addr().String(), rate: 500, duration: 200 * time.Millisecond, workers: 4, serverPID: os.Getpid()}
+	addr := lis.Addr().String()
+	o := genOptions{targets: []genTarget{{addr, os.Getpid()}, {addr, os.Getpid()}}, rate: 500, slice: 100 * time.Millisecond, cycles: 2, workers: 4}
+	start := time.Now()
 	res, err := generate(context.Background(), o, encoded(req))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Calls != 100 || res.Errors != 0 || len(res.Latencies) != 100 {
-		t.Errorf("generate: %d calls, %d errors, %d latencies; want 100, 0, 100", res.Calls, res.Errors, len(res.Latencies))
+	if len(res) != 2 {
+		t.Fatalf("generate: %d results, want one per target (2)", len(res))
 	}
-	if res.Wall < 190*time.Millisecond {
-		t.Errorf("generate took %v for 100 calls at 500/s, want about 200 ms (paced)", res.Wall)
+	for i, r := range res {
+		if r.Calls != 100 || len(r.Latencies) != 100 || len(r.CycleCPU) != 2 || len(r.CycleP99) != 2 {
+			t.Errorf("target %d: %d calls, %d latencies, %d and %d cycles; want 100, 100, 2, 2", i, r.Calls, len(r.Latencies), len(r.CycleCPU), len(r.CycleP99))
+		}
+	}
+	if d := time.Since(start); d < 380*time.Millisecond {
+		t.Errorf("generate took %v for 4 slices of 100 ms, want about 400 ms (paced)", d)
 	}
 
-	conn, err := grpc.NewClient(o.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,5 +215,16 @@ func TestPercentile(t *testing.T) {
 	}
 	if got := percentile(nil, 99); got != 0 {
 		t.Errorf("percentile(nil) = %v, want 0", got)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, tt := range []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{3, 1, 2}, 2}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(tt.in); got != tt.want {
+			t.Errorf("median(%v) = %v, want %v", tt.in, got, tt.want)
+		}
 	}
 }

@@ -20,7 +20,8 @@
 // ghz cannot report its CPU per call or the server's, so it is not used.
 // With -pin (the default on 2 or more CPUs) every server runs on CPU 0 and
 // the generator on CPU 1 (taskset). Measurements alternate between the
-// servers in rounds, so the noise of a shared machine hits all alike.
+// servers in short slices, taking turns, so the noise of a shared machine
+// hits all alike; ratios are given pooled and as the median of the cycles.
 // Every run is bounded; the processes it starts are stopped on exit.
 package main
 
@@ -64,11 +65,10 @@ func main() {
 type options struct {
 	payloads string
 	records  []string // corsd's --decision-record values; "" is corsd's default
-	rounds   int
+	cycles   int
+	slice    time.Duration
 	cpuRate  int
 	latRate  int
-	cpuDur   time.Duration
-	latDur   time.Duration
 	warmup   time.Duration
 	workers  int
 	pin      bool
@@ -80,15 +80,14 @@ type options struct {
 func parseOptions(args []string, root string) (*options, error) {
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	o := &options{}
-	quick := fs.Bool("quick", false, "one short round (about 40 s): a smoke test, not a measurement")
+	quick := fs.Bool("quick", false, "three short cycles (about a minute): a smoke test, not a measurement")
 	records := fs.String("records", "", "comma-separated --decision-record forms to run corsd with, one corsd each (none, minimal, full); empty: corsd's default")
 	fs.StringVar(&o.payloads, "payloads", filepath.Join(root, "testdata", "extauthz"), "directory holding preflight.json, allowed.json and disallowed.json (CheckRequests)")
-	fs.IntVar(&o.rounds, "rounds", 3, "rounds each measurement is split into, alternating between the servers")
+	fs.IntVar(&o.cycles, "cycles", 10, "measured slices per server, kind and rate; the servers take turns, one slice each")
+	fs.DurationVar(&o.slice, "slice", time.Second, "duration of one slice")
 	fs.IntVar(&o.cpuRate, "cpu-rate", 5000, "calls/s of the CPU runs")
 	fs.IntVar(&o.latRate, "latency-rate", 1000, "calls/s of the latency runs")
-	fs.DurationVar(&o.cpuDur, "cpu-duration", 3*time.Second, "measured duration of each CPU run")
-	fs.DurationVar(&o.latDur, "latency-duration", 3*time.Second, "measured duration of each latency run")
-	fs.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "unmeasured warm-up before each run")
+	fs.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "unmeasured warm-up of each server before each run")
 	fs.IntVar(&o.workers, "workers", 16, "calls in flight at most")
 	fs.BoolVar(&o.pin, "pin", runtime.NumCPU() >= 2, "servers on CPU 0, the generator on CPU 1 (taskset)")
 	fs.IntVar(&o.samples, "samples", 50, "AddOrigin write-to-visible samples (0 to skip, at most 500)")
@@ -101,7 +100,7 @@ func parseOptions(args []string, root string) (*options, error) {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if *quick {
-		o.rounds, o.cpuDur, o.latDur, o.warmup, o.samples = 1, time.Second, time.Second, 300*time.Millisecond, 10
+		o.cycles, o.slice, o.warmup, o.samples = 3, 500*time.Millisecond, 300*time.Millisecond, 10
 	}
 	o.records = []string{""}
 	if *records != "" {
@@ -112,8 +111,8 @@ func parseOptions(args []string, root string) (*options, error) {
 			}
 		}
 	}
-	if o.rounds < 1 || o.rounds > 20 || o.cpuRate < 1 || o.cpuRate > 50_000 || o.latRate < 1 || o.latRate > 50_000 ||
-		o.cpuDur <= 0 || o.cpuDur > 30*time.Second || o.latDur <= 0 || o.latDur > 30*time.Second ||
+	if o.cycles < 1 || o.cycles > 50 || o.cpuRate < 1 || o.cpuRate > 50_000 || o.latRate < 1 || o.latRate > 50_000 ||
+		o.slice < 100*time.Millisecond || o.slice > 10*time.Second ||
 		o.warmup < 0 || o.warmup > 5*time.Second || o.workers < 1 || o.workers > 256 || o.samples < 0 || o.samples > 500 || len(o.records) > 3 {
 		return nil, errors.New("flags out of range")
 	}
