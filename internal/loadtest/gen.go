@@ -30,7 +30,7 @@ type genResult struct {
 	// Per cycle (one slice of every target, back to back): the server's
 	// CPU per call and the p99 latency, so that ratios can be taken
 	// between slices measured seconds apart.
-	CycleCPU []float64      `json:"cycle_cpu"` // µs per call
+	CycleCPU []float64       `json:"cycle_cpu"` // µs per call
 	CycleP99 []time.Duration `json:"cycle_p99"`
 }
 
