@@ -182,6 +182,10 @@ func TestGrpcurl(t *testing.T) {
 		if got := headers["access-control-allow-credentials"]; got != "true" {
 			t.Errorf("access-control-allow-credentials = %q, want true", got)
 		}
+		// corsd's default decision record: the reason, under "corsd".
+		if md, _ := get(resp, "dynamicMetadata").(map[string]any); len(md) != 1 || md["corsd"] != "allowed" {
+			t.Errorf("dynamicMetadata = %v, want {\"corsd\": \"allowed\"} (--decision-record minimal)", get(resp, "dynamicMetadata"))
+		}
 	})
 
 	t.Run("ReportDecisions", func(t *testing.T) {

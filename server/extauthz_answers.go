@@ -60,6 +60,11 @@ type authzShape struct {
 	opts     []*corev3.HeaderValueOption
 	code     int32 // HTTP status of a denied answer; 0 for OK
 	originHV corev3.HeaderValueOption_HeaderAppendAction
+
+	// The answer encoded (extauthz_wire.go): whole, or in parts around
+	// the echoed Origin. Both nil if encoding failed.
+	wire  *authzWire
+	parts *authzWireParts
 }
 
 // matches reports whether the shape answers d.
@@ -236,5 +241,6 @@ func shapeOf(d *policy.Decision, resp *authv3.CheckResponse) *authzShape {
 	} else {
 		s.originHV = opts[s.originAt].GetAppendAction()
 	}
+	s.encode()
 	return s
 }

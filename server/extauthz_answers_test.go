@@ -288,3 +288,74 @@ func BenchmarkExtAuthzAnswer(b *testing.B) {
 		}
 	}
 }
+
+// TestAuthzWireMatchesMessage decodes what the gRPC service sends, kept
+// encoded answers included (whole or around an echoed Origin), and
+// requires the answer Check renders afresh, for every kind of request and
+// record form.
+func TestAuthzWireMatchesMessage(t *testing.T) {
+	d := echoDecider(t, 7, "")
+	reqs := append(echoRequests(), authzHeaderReq("GET", "unknown.example", map[string]string{"origin": "https://app.example.com"}))
+	for _, k := range authzKinds(t) {
+		reqs = append(reqs, k.req)
+	}
+	for _, rec := range authzRecords {
+		t.Run(rec.String(), func(t *testing.T) {
+			a := newAuthzServerRecord(d, rec)
+			encoded := 0
+			for round := range 2 {
+				for i, req := range reqs {
+					want, err := newAuthzServerRecord(d, rec).Check(context.Background(), req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					v, err := a.checkWire(context.Background(), req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					var got *authv3.CheckResponse
+					switch v := v.(type) {
+					case *authzWire:
+						encoded++
+						got = &authv3.CheckResponse{}
+						if err := proto.Unmarshal(v.b, got); err != nil {
+							t.Fatalf("request %d: kept bytes do not decode: %v", i, err)
+						}
+					case *authv3.CheckResponse:
+						got = v
+					default:
+						t.Fatalf("checkWire answered %T", v)
+					}
+					if !proto.Equal(want, got) {
+						t.Fatalf("round %d, request %d: sent\n%v\nwant\n%v", round, i, got, want)
+					}
+				}
+			}
+			if encoded < len(reqs)/2 {
+				t.Errorf("%d of %d answers sent from kept bytes, want most of them", encoded, 2*len(reqs))
+			}
+		})
+	}
+}
+
+// TestAuthzCodec: the codec sends kept bytes as they are and encodes any
+// other message as gRPC's proto codec does.
+func TestAuthzCodec(t *testing.T) {
+	c := newAuthzCodec()
+	if c.Name() != "proto" {
+		t.Errorf("Name() = %q, want proto", c.Name())
+	}
+	b, err := c.Marshal(&authzWire{b: []byte{1, 2, 3}})
+	if err != nil || string(b.Materialize()) != "\x01\x02\x03" {
+		t.Errorf("Marshal(authzWire) = %v, %v", b.Materialize(), err)
+	}
+	m := &authv3.CheckResponse{Status: authzStatusDeniedBare}
+	b, err = c.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := &authv3.CheckResponse{}
+	if err := c.Unmarshal(b, back); err != nil || !proto.Equal(m, back) {
+		t.Errorf("round trip = %v, %v; want %v", back, err, m)
+	}
+}

@@ -194,6 +194,7 @@ func New(st store.Store, opts ...Option) (*Server, error) {
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.metrics.unary, s.recoverUnary, s.auth.unary),
+		grpc.ForceServerCodecV2(newAuthzCodec()), // proto, sending kept ext_authz answers as encoded
 		grpc.ChainStreamInterceptor(s.metrics.stream, s.recoverStream, s.auth.stream),
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
 		grpc.MaxHeaderListSize(MaxHeaderListSize),
@@ -216,7 +217,7 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 func (s *Server) Register(gs *grpc.Server) {
 	corsdv1.RegisterDecisionServiceServer(gs, &decisionService{s: s})
 	corsdv1.RegisterPolicyServiceServer(gs, &policyService{s: s})
-	authv3.RegisterAuthorizationServer(gs, newAuthzServerRecord(s, s.opts.decisionRecord))
+	gs.RegisterService(&authzServiceDesc, newAuthzServerRecord(s, s.opts.decisionRecord)) // answers kept encoded (extauthz_wire.go)
 	healthpb.RegisterHealthServer(gs, healthService{Server: s.health, s: s})
 	reflection.Register(gs)
 }
