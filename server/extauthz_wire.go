@@ -23,8 +23,18 @@ import (
 // codec. Check, which tests and in-process callers use, still returns the
 // message.
 
-// authzWire is an encoded CheckResponse.
-type authzWire struct{ b []byte }
+// authzWire is an encoded CheckResponse, with the buffer list the codec
+// hands to gRPC (built once for a kept answer).
+type authzWire struct {
+	b  []byte
+	bs [1]mem.Buffer
+}
+
+func newAuthzWire(b []byte) *authzWire {
+	w := &authzWire{b: b}
+	w.bs[0] = mem.SliceBuffer(b)
+	return w
+}
 
 // Field numbers of the messages an answer is made of (envoy.service.auth.v3
 // and envoy.config.core.v3); TestAuthzWireMatchesMessage holds them to the
@@ -71,7 +81,7 @@ func (s *authzShape) encode() {
 	if s.resp != nil {
 		b, err := protov2.Marshal(s.resp)
 		if err == nil {
-			s.wire = &authzWire{b: b}
+			s.wire = newAuthzWire(b)
 		}
 		return
 	}
@@ -141,7 +151,7 @@ func (s *authzShape) wireFor(d *policy.Decision) *authzWire {
 	}
 	b = append(b, p.post...)
 	b = append(b, p.metadata...)
-	return &authzWire{b: b}
+	return newAuthzWire(b)
 }
 
 // checkWire is Check for the gRPC service: the answer encoded.
@@ -196,7 +206,7 @@ func newAuthzCodec() authzCodec { return authzCodec{encoding.GetCodecV2(proto.Na
 
 func (c authzCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if w, ok := v.(*authzWire); ok {
-		return mem.BufferSlice{mem.SliceBuffer(w.b)}, nil
+		return w.bs[:], nil // gRPC only reads the bytes, and Free is a no-op
 	}
 	return c.CodecV2.Marshal(v)
 }
