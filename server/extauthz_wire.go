@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc"
@@ -62,9 +61,12 @@ type authzWireParts struct {
 	pre, post []byte // the HTTP response's fields before and after the echoed option
 	optField  protowire.Number
 	key       string
-	action    corev3.HeaderValueOption_HeaderAppendAction
+	action    uint64 // the echoed option's append_action; 0 is not encoded
 	metadata  []byte // the dynamic_metadata field, or nil
 }
+
+// ulen is a length as a varint: lengths are never negative.
+func ulen(n int) uint64 { return uint64(n) } //nolint:gosec // G115: n is a slice length
 
 func appendField(b []byte, n protowire.Number, m protov2.Message) ([]byte, error) {
 	v, err := protov2.Marshal(m)
@@ -85,7 +87,10 @@ func (s *authzShape) encode() {
 		}
 		return
 	}
-	p := &authzWireParts{httpField: fieldCheckOK, optField: fieldOKHeadersAdd, action: s.originHV}
+	if s.originHV < 0 {
+		return // not an action Envoy knows; rendered every time
+	}
+	p := &authzWireParts{httpField: fieldCheckOK, optField: fieldOKHeadersAdd, action: uint64(s.originHV)}
 	var err error
 	if p.status, err = appendField(nil, fieldCheckStatus, s.st); err != nil {
 		return
@@ -128,26 +133,26 @@ func (s *authzShape) wireFor(d *policy.Decision) *authzWire {
 		protowire.SizeTag(fieldHeaderValue) + protowire.SizeBytes(len(d.Origin))
 	optLen := protowire.SizeTag(fieldOptionHeader) + protowire.SizeBytes(hvLen)
 	if p.action != 0 {
-		optLen += protowire.SizeTag(fieldOptionAction) + protowire.SizeVarint(uint64(p.action))
+		optLen += protowire.SizeTag(fieldOptionAction) + protowire.SizeVarint(p.action)
 	}
 	innerLen := len(p.pre) + protowire.SizeTag(p.optField) + protowire.SizeBytes(optLen) + len(p.post)
 	n := len(p.status) + protowire.SizeTag(p.httpField) + protowire.SizeBytes(innerLen) + len(p.metadata)
 	b := make([]byte, 0, n)
 	b = append(b, p.status...)
 	b = protowire.AppendTag(b, p.httpField, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(innerLen))
+	b = protowire.AppendVarint(b, ulen(innerLen))
 	b = append(b, p.pre...)
 	b = protowire.AppendTag(b, p.optField, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(optLen))
+	b = protowire.AppendVarint(b, ulen(optLen))
 	b = protowire.AppendTag(b, fieldOptionHeader, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(hvLen))
+	b = protowire.AppendVarint(b, ulen(hvLen))
 	b = protowire.AppendTag(b, fieldHeaderKey, protowire.BytesType)
 	b = protowire.AppendString(b, p.key)
 	b = protowire.AppendTag(b, fieldHeaderValue, protowire.BytesType)
 	b = protowire.AppendString(b, d.Origin)
 	if p.action != 0 {
 		b = protowire.AppendTag(b, fieldOptionAction, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(p.action))
+		b = protowire.AppendVarint(b, p.action)
 	}
 	b = append(b, p.post...)
 	b = append(b, p.metadata...)
@@ -183,7 +188,7 @@ var authzServiceDesc = func() grpc.ServiceDesc {
 	return d
 }()
 
-func authzCheckHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) { //nolint:revive // gRPC's handler signature
+func authzCheckHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	in := new(authv3.CheckRequest)
 	if err := dec(in); err != nil {
 		return nil, err

@@ -252,7 +252,7 @@ func (h *harness) startFloor(mode string) (*target, error) {
 	for _, k := range kinds {
 		args = append(args, k.name)
 	}
-	cmd := exec.Command(h.self, args...) //nolint:gosec // G204: this program, run as a floor
+	cmd := exec.Command(h.self, args...)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
@@ -327,7 +327,7 @@ func (h *harness) pin(pid int) error {
 	if !h.o.pin {
 		return nil
 	}
-	if b, err := exec.Command("taskset", "-a", "-p", "-c", serverCPU, strconv.Itoa(pid)).CombinedOutput(); err != nil { //nolint:gosec // G204: fixed program, numeric pid
+	if b, err := exec.Command("taskset", "-a", "-p", "-c", serverCPU, strconv.Itoa(pid)).CombinedOutput(); err != nil {
 		return fmt.Errorf("taskset: %w\n%s", err, b)
 	}
 	return nil
@@ -349,7 +349,7 @@ func (h *harness) gen(ctx context.Context, targets []*target, kind string, rate 
 	bound := time.Duration(len(targets)) * (h.o.warmup + time.Duration(h.o.cycles)*h.o.slice)
 	cctx, cancel := context.WithTimeout(ctx, 2*bound+time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(cctx, name, args...) //nolint:gosec // G204: this program, run as the generator
+	cmd := exec.CommandContext(cctx, name, args...)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	b, err := cmd.Output()
@@ -357,8 +357,11 @@ func (h *harness) gen(ctx context.Context, targets []*target, kind string, rate 
 		return nil, fmt.Errorf("gen %s at %d/s: %w", kind, rate, err)
 	}
 	var rs []*genResult
-	if err := json.Unmarshal(b, &rs); err != nil || len(rs) != len(targets) {
-		return nil, fmt.Errorf("gen %s at %d/s: %d results, %v", kind, rate, len(rs), err)
+	if err := json.Unmarshal(b, &rs); err != nil {
+		return nil, fmt.Errorf("gen %s at %d/s: %w", kind, rate, err)
+	}
+	if len(rs) != len(targets) {
+		return nil, fmt.Errorf("gen %s at %d/s: %d results for %d servers", kind, rate, len(rs), len(targets))
 	}
 	if h.o.verbose {
 		for i, r := range rs {
