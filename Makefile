@@ -93,6 +93,12 @@ check-tidy: ## Fail when go.mod/go.sum are not tidy
 unit: $(BIN)/grpcurl chromium ## go test -race -shuffle=on ./...
 	go test -race -shuffle=on -timeout 20m ./...
 
+# Allocation tests: the race detector allocates, so they skip under -race
+# and run here, without it. Their names contain "Alloc".
+.PHONY: alloc
+alloc: ## Allocation tests without -race (the 0-allocation promises)
+	go test -count=1 -run 'Alloc' ./policy/... ./server/... ./client/...
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target FUZZTIME (executions) each: make fuzz FUZZTIME=1000000x
 	@log=$$(mktemp); trap 'rm -f $$log' EXIT; \
@@ -105,7 +111,7 @@ fuzz: ## Run every fuzz target FUZZTIME (executions) each: make fuzz FUZZTIME=10
 	done
 
 .PHONY: test
-test: lint check-generated check-tidy unit fuzz ## What CI runs: lint, freshness, tidy, race tests, short fuzz pass
+test: lint check-generated check-tidy unit alloc fuzz ## What CI runs: lint, freshness, tidy, race tests, allocation tests, short fuzz pass
 
 .PHONY: e2e
 e2e: $(BIN)/grpcurl chromium ## End-to-end tests against real binaries and headless Chromium

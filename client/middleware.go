@@ -1,6 +1,7 @@
 package client
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -107,59 +108,40 @@ type handler struct {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m := h.m
-	if !m.src.Ready() {
-		h.serveNotReady(w, r)
-		return
-	}
 	var req policy.Request
 	requestOf(r, &req)
-	d := m.src.Policy(m.name).Check(req)
-	if m.hook != nil {
-		m.callHook(r, &d)
-	}
-	reportOnly := m.reportOnly || d.Mode == policy.ModeReportOnly
-	if m.reporter != nil {
-		m.reporter.record(&d, reportOnly)
-	}
-	if reportOnly {
-		h.next.ServeHTTP(w, r)
-		return
-	}
-	setHeaders(w.Header(), d.Headers())
-	if d.Status != 0 {
-		w.WriteHeader(d.Status)
-		return
-	}
-	h.next.ServeHTTP(w, r)
-}
-
-// serveNotReady handles a request that arrives before the first snapshot.
-func (h *handler) serveNotReady(w http.ResponseWriter, r *http.Request) {
-	m := h.m
-	preflight := isPreflight(r)
-	if m.hook != nil {
-		d := policy.Decision{Kind: policy.KindNotCORS, Reason: policy.ReasonNoPolicy, Origin: headerValue(r.Header["Origin"])}
-		switch {
-		case preflight:
-			d.Kind = policy.KindPreflight
-			if !m.passThrough && !m.reportOnly {
-				d.Status = http.StatusServiceUnavailable
+	var d policy.Decision
+	if m.src.Ready() {
+		d = m.src.Policy(m.name).Check(req)
+	} else {
+		if m.passThrough {
+			// Told to stay out of the way until policies arrive.
+			d = policy.Decision{Kind: policy.KindNotCORS, Reason: policy.ReasonNoPolicy, Origin: req.Origin}
+			if m.hook != nil {
+				m.callHook(r, &d)
 			}
-		case d.Origin != "":
-			d.Kind = policy.KindActual
+			h.next.ServeHTTP(w, r)
+			return
 		}
+		d = policy.CheckUnavailable(req)
+	}
+	if m.hook != nil {
 		m.callHook(r, &d)
 	}
-	if m.passThrough || m.reportOnly {
-		h.next.ServeHTTP(w, r)
-		return
+	applied := !m.reportOnly && d.Applies()
+	if m.reporter != nil {
+		m.reporter.record(&d, !applied)
 	}
-	// Once policies arrive, responses depend on Origin: a shared cache must
-	// not serve this one to a trusted origin.
-	appendValue(w.Header(), "Vary", "Origin")
-	if preflight {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		return
+	if applied {
+		// Render the decision's plan; decide nothing here.
+		setHeaders(w.Header(), d.Headers())
+		if d.Answers() {
+			w.WriteHeader(d.Status)
+			if d.Body != "" {
+				_, _ = io.WriteString(w, d.Body)
+			}
+			return
+		}
 	}
 	h.next.ServeHTTP(w, r)
 }
@@ -174,11 +156,6 @@ func (m *middleware) callHook(r *http.Request, d *policy.Decision) {
 	m.hook(r, p)
 	*p = policy.Decision{}
 	decisionPool.Put(p)
-}
-
-func isPreflight(r *http.Request) bool {
-	return r.Method == http.MethodOptions &&
-		len(r.Header["Origin"]) > 0 && len(r.Header["Access-Control-Request-Method"]) > 0
 }
 
 // requestOf extracts what a decision needs from r. Header maps are indexed
@@ -207,13 +184,21 @@ func requestOf(r *http.Request, req *policy.Request) {
 }
 
 // headerValue returns a header's field lines as one value: the line itself
-// when there is one (no allocation), else the lines joined with ", ".
+// when there is one (no allocation), else the lines joined with ", ", or
+// policy.OverlongField when they would join into more than
+// policy.MaxFieldLength bytes (measured first, so never built).
 func headerValue(lines []string) string {
 	switch len(lines) {
 	case 0:
 		return ""
 	case 1:
 		return lines[0]
+	}
+	n := 0
+	for _, l := range lines {
+		if n += len(l) + len(", "); n > policy.MaxFieldLength+len(", ") {
+			return policy.OverlongField
+		}
 	}
 	return strings.Join(lines, ", ")
 }

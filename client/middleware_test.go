@@ -236,7 +236,7 @@ func TestMiddleware(t *testing.T) {
 			method:     "POST",
 			header:     http.Header{"Origin": {"https://evil.example"}, "Sec-Fetch-Site": {"cross-site"}},
 			wantStatus: 403,
-			wantHeader: http.Header{"Vary": {"Origin"}},
+			wantHeader: http.Header{"Vary": {"Origin"}, "Content-Type": {"text/plain; charset=utf-8"}},
 		},
 		{
 			name:       "cross-site POST without Origin is refused with 403",
@@ -244,7 +244,7 @@ func TestMiddleware(t *testing.T) {
 			method:     "POST",
 			header:     http.Header{"Sec-Fetch-Site": {"cross-site"}},
 			wantStatus: 403,
-			wantHeader: http.Header{"Vary": {"Origin"}},
+			wantHeader: http.Header{"Vary": {"Origin"}, "Content-Type": {"text/plain; charset=utf-8"}},
 		},
 		{
 			name:       "cross-site POST from a trusted origin passes",

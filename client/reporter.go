@@ -140,7 +140,7 @@ func (r *Reporter) Lost() int64 { return r.lost.Load() }
 
 // record counts d; reportOnly says the middleware did not apply it.
 func (r *Reporter) record(d *policy.Decision, reportOnly bool) {
-	if (!reportOnly && !r.cfg.enforced) || d.Policy == "" || (d.Kind == policy.KindNotCORS && d.Reason != policy.ReasonCrossOriginRefused) {
+	if (!reportOnly && !r.cfg.enforced) || !d.Reportable() {
 		return
 	}
 	k := reportKey{

@@ -132,9 +132,51 @@ type Decision struct {
 	Origin string
 	// Detail names what was refused (the method or header), for Message.
 	Detail string
+	// Body is the body of the answer when the enforcement point answers
+	// (Status non-zero); empty for preflights. Headers then carry its
+	// Content-Type.
+	Body string
 
 	headers [MaxHeaders]Header
 	n       uint8
+}
+
+// A Decision is also the complete plan of the response, which every
+// enforcement point (ext_authz, CheckOrigin's caller, the SDK middleware)
+// renders without deciding anything itself:
+//
+//   - when Applies is false (report-only), nothing is changed: the request
+//     goes on untouched;
+//   - when Answers is true, the enforcement point answers the request
+//     itself with Status, Headers and Body; the protected handler is not
+//     called;
+//   - otherwise the request goes on, and Headers are added to its response.
+//
+// Headers with Append set (Vary) are appended to what the response already
+// has; every other header replaces any value of the same name.
+
+// Applies reports whether the enforcement point must apply the decision:
+// false in report-only mode, where it is only logged and counted.
+func (d *Decision) Applies() bool { return d.Mode != ModeReportOnly }
+
+// Answers reports whether the enforcement point answers the request
+// itself (a preflight, or a request cross-origin protection refuses)
+// rather than passing it on.
+func (d *Decision) Answers() bool { return d.Applies() && d.Status != 0 }
+
+// Reportable is the one rule for which decisions are counted and sent as
+// reports (client.Reporter, ReportDecisions): decisions of a policy about a
+// CORS request, and those of cross-origin protection. Decisions without a
+// policy and on requests that are not CORS requests are not.
+func (d *Decision) Reportable() bool {
+	return d.Policy != "" && (d.Kind != KindNotCORS || d.Reason == ReasonCrossOriginRefused)
+}
+
+// Notable is the one rule for which decisions are logged even when
+// decision logging is off: reportable refusals that were not applied
+// (report-only), which is what report-only mode exists to show.
+func (d *Decision) Notable(applied bool) bool {
+	return !applied && !d.Allowed && d.Reportable()
 }
 
 // Headers returns the response headers to emit, in order. The slice aliases

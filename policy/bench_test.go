@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/corsd/corsd/policy"
@@ -117,6 +118,54 @@ func BenchmarkFloor_map_lookup(b *testing.B) {
 			}
 			if (hits > 0) != tc.hit {
 				b.Fatalf("%d hits, want hit %v", hits, tc.hit)
+			}
+		})
+	}
+}
+
+// hostileRequests are requests no browser sends, each beside the normal
+// preflight it distorts: their cost must stay within a small factor of it,
+// whatever their size, with no allocation.
+func hostileRequests() []struct {
+	name string
+	req  policy.Request
+} {
+	const mib = 1 << 20
+	normal := policy.Request{Method: "OPTIONS", Host: "api.example.com", Origin: "https://app-5000.example.com", AccessControlRequestMethod: "PUT", AccessControlRequestHeaders: "content-type,x-request-id"}
+	with := func(f func(r *policy.Request)) policy.Request {
+		r := normal
+		f(&r)
+		return r
+	}
+	return []struct {
+		name string
+		req  policy.Request
+	}{
+		{"normal", normal},
+		{"1MiB_origin", with(func(r *policy.Request) { r.Origin = "https://" + strings.Repeat("a.", mib/2) + "tenant-1.example.net" })},
+		{"1MiB_other_scheme_origin", with(func(r *policy.Request) { r.Origin = "chrome-extension://" + strings.Repeat("a", mib) })},
+		{"1MiB_acrh", with(func(r *policy.Request) { r.AccessControlRequestHeaders = strings.Repeat("content-type,", mib/13) })},
+		{"4KiB_acrh", with(func(r *policy.Request) {
+			r.AccessControlRequestHeaders = strings.Repeat("content-type,", policy.MaxRequestHeadersBytes/13)
+		})},
+		{"4KiB_acrh_spaces", with(func(r *policy.Request) {
+			r.AccessControlRequestHeaders = strings.Repeat(" ", policy.MaxRequestHeadersBytes)
+		})},
+		{"1MiB_acrm", with(func(r *policy.Request) { r.AccessControlRequestMethod = strings.Repeat("P", mib) })},
+		{"1MiB_host_cross_origin", with(func(r *policy.Request) {
+			r.Method, r.Host, r.Origin = "POST", strings.Repeat("a.", mib/2)+"example.com", "https://evil.example"
+		})},
+		{"1MiB_method", with(func(r *policy.Request) { r.Method = strings.Repeat("M", mib) })},
+	}
+}
+
+func BenchmarkCheckHostile(b *testing.B) {
+	p := benchExactPolicy(b)
+	for _, tc := range hostileRequests() {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = p.Check(tc.req)
 			}
 		})
 	}

@@ -16,6 +16,9 @@ const (
 	headerAllowPrivateNetwork = "Access-Control-Allow-Private-Network"
 	headerExposeHeaders       = "Access-Control-Expose-Headers"
 	headerVary                = "Vary"
+	headerContentType         = "Content-Type"
+
+	contentTypeText = "text/plain; charset=utf-8"
 
 	varyOrigin    = "Origin"
 	varyPreflight = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network"
@@ -23,6 +26,8 @@ const (
 	// statusCrossOriginRefused answers requests refused by cross-origin
 	// protection.
 	statusCrossOriginRefused = 403
+	// statusUnavailable answers preflights that arrive before any policy.
+	statusUnavailable = 503
 )
 
 // originMatch is the outcome of matching a request Origin.
@@ -33,6 +38,16 @@ type originMatch struct {
 	trusted bool // matched a rule other than "*" (for cross-origin protection)
 }
 
+// malformedOrigin is the match of an Origin that is not an origin: a
+// policy that answers "*" answers it too, since its answer does not depend
+// on the Origin; no other rule can match it.
+func (p *Policy) malformedOrigin() originMatch {
+	if p.any {
+		return originMatch{reason: ReasonAllowed, acao: "*"}
+	}
+	return originMatch{reason: ReasonOriginMalformed}
+}
+
 // wildcardMatch is the outcome of matching the wildcard rules.
 type wildcardMatch struct{ found, creds bool }
 
@@ -41,14 +56,18 @@ type wildcardMatch struct{ found, creds bool }
 // are tried, walking the labels of its host.
 func (p *Policy) matchOrigin(origin string) originMatch {
 	if origin == "null" {
-		if p.null {
+		switch {
+		case p.null:
 			return originMatch{reason: ReasonAllowed, acao: "null", trusted: true}
+		case p.any:
+			// "*" answers without looking at the origin: so does null.
+			return originMatch{reason: ReasonAllowed, acao: "*"}
 		}
 		return originMatch{reason: ReasonOriginNotAllowed}
 	}
 	var o reqOrigin
 	if !o.parse(origin) {
-		return originMatch{reason: ReasonOriginMalformed}
+		return p.malformedOrigin()
 	}
 	var m wildcardMatch
 	// Call matchWildcards only when some rule could match: most refused
@@ -130,6 +149,20 @@ func nthDotFromRight(host string, k int) int {
 	return -1
 }
 
+// CheckUnavailable decides a request that arrives before any policy is
+// known (an SDK's first snapshot is still on its way): a preflight is
+// answered 503 Service Unavailable, since it cannot be answered yet, and
+// every other request goes on with `Vary: Origin`, since once policies
+// arrive its response depends on the Origin. Reason is ReasonNoPolicy.
+func CheckUnavailable(r Request) (d Decision) {
+	d.Kind, d.Origin, d.Reason = kindOf(&r), r.Origin, ReasonNoPolicy
+	if d.Kind == KindPreflight {
+		d.Status = statusUnavailable
+	}
+	d.add(headerVary, varyOrigin, true)
+	return d
+}
+
 // kindOf classifies a request.
 func kindOf(r *Request) Kind {
 	switch {
@@ -173,7 +206,13 @@ func (p *Policy) check(r *Request, d *Decision) {
 		return
 	}
 	var m originMatch
-	if r.Origin != "" {
+	switch {
+	case r.Origin == "":
+	case len(r.Origin) > MaxPatternLength:
+		// Longer than any rule: decided without reading it, so that the
+		// cost does not grow with the input.
+		m = p.malformedOrigin()
+	default:
 		// Fast path: an exact rule matches the raw Origin, which is then
 		// canonical since rules are.
 		creds, ok := false, false
@@ -190,7 +229,9 @@ func (p *Policy) check(r *Request, d *Decision) {
 		}
 	}
 	if p.crossOriginProtection && !m.trusted && isUnsafeMethod(r.Method) && isCrossOrigin(r) {
-		d.Status, d.Reason, d.Detail = statusCrossOriginRefused, ReasonCrossOriginRefused, r.Method
+		d.Status, d.Reason, d.Detail = statusCrossOriginRefused, ReasonCrossOriginRefused, clip(r.Method)
+		d.Body = p.refusalBody
+		d.add(headerContentType, contentTypeText, false)
 		d.add(headerVary, varyOrigin, true)
 		return
 	}
@@ -236,7 +277,7 @@ func (p *Policy) preflight(d *Decision, r *Request, m originMatch) {
 	}
 	method := r.AccessControlRequestMethod
 	if len(method) > MaxNameLength || !isToken(method) {
-		d.refuse(ReasonMethodMalformed, method)
+		d.refuse(ReasonMethodMalformed, clip(method))
 		return
 	}
 	if !p.listsMethod(method) && !isSafelistedMethod(method) && (!p.methodsAny || isForbiddenMethod(method)) {
@@ -302,6 +343,15 @@ func (p *Policy) listsMethod(method string) bool {
 	return false
 }
 
+// clip bounds an untrusted value kept in a Decision's Detail, so that no
+// message or log line grows with hostile input.
+func clip(s string) string {
+	if len(s) > MaxNameLength {
+		return s[:MaxNameLength]
+	}
+	return s
+}
+
 // refuse completes a refused preflight decision.
 func (d *Decision) refuse(reason Reason, detail string) {
 	d.Reason, d.Detail = reason, detail
@@ -342,6 +392,9 @@ func isCrossOrigin(r *Request) bool {
 // request, case-insensitively, a missing port meaning the origin scheme's
 // default port.
 func sameOrigin(origin, host string) bool {
+	if len(host) > maxHostPortLength {
+		return false // no origin's host is that long: do not scan it
+	}
 	o, ok := parseRequestOrigin(origin)
 	if !ok || o.scheme < 0 || host == "" {
 		return false

@@ -66,6 +66,10 @@ type Policy struct {
 	requestHeadersCanon     string
 	requestHeadersCanonAuth bool
 
+	// refusalBody is the body of answers to requests that cross-origin
+	// protection refuses: built once, so that refusing allocates nothing.
+	refusalBody string
+
 	maxAge              string // "" when unset
 	allowPrivateNetwork bool
 	successStatus       int
@@ -149,6 +153,11 @@ func Compile(c Config) (*Policy, error) {
 		return nil, err
 	}
 	p.foldExactCredentials()
+	name := c.Name
+	if name == "" {
+		name = "the policy"
+	}
+	p.refusalBody = "cross-origin request refused by " + name + ": the origin is not trusted\n"
 	return p, nil
 }
 

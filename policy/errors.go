@@ -38,7 +38,16 @@ const (
 	// Access-Control-Request-Headers may list; more are refused with
 	// ReasonHeadersMalformed.
 	MaxRequestHeaders = 64
+	// MaxFieldLength is the longest request field an enforcement point
+	// joins from several field lines; past it, it passes OverlongField.
+	MaxFieldLength = 8 << 10
 )
+
+// OverlongField is the value an enforcement point passes in a Request field
+// that it did not build because several field lines would join into more
+// than MaxFieldLength bytes. No field may hold a NUL, so Check decides it as
+// malformed: a refused origin, method or header list, a cross-site request.
+const OverlongField = "\x00"
 
 // FieldError is one problem Compile found in a Config. Compile returns all
 // of them at once, joined with errors.Join; use FieldErrors to get them back.

@@ -31,22 +31,6 @@ func isToken(s string) bool {
 	return true
 }
 
-// scanToken reports, in one pass, whether s is a token and whether it has
-// ASCII upper-case letters.
-func scanToken(s string) (token, upper bool) {
-	if s == "" {
-		return false, false
-	}
-	for i := range len(s) {
-		c := s[i]
-		if !tokenChars[c] {
-			return false, false
-		}
-		upper = upper || 'A' <= c && c <= 'Z'
-	}
-	return true, upper
-}
-
 // forbiddenRequestHeaders are the Fetch standard's forbidden request-header
 // names (browsers set them; scripts cannot), lower case. Names starting with
 // "proxy-" or "sec-" are forbidden too.
@@ -163,15 +147,31 @@ var tokenFlags = func() (t [256]uint8) {
 	return t
 }()
 
-// checkRequestHeaders checks every name listed in acrh. Each must be a
-// token and allowed by the policy: listed (case-insensitively), or covered
-// by "*" (never "authorization"). Values longer than MaxRequestHeadersBytes
-// or with more than MaxRequestHeaders names are refused as a whole. It never
-// allocates.
+// Tolerances of checkRequestHeaders for what proxies may add to the
+// Access-Control-Request-Headers value that browsers send.
+const (
+	// maxACRHEmptyElements is how many empty list elements a value may hold
+	// in total (joined empty field lines, doubled commas).
+	maxACRHEmptyElements = 16
+	// maxACRHOWS is how many SP or HTAB bytes may surround one element.
+	maxACRHOWS = 2
+)
+
+// checkRequestHeaders checks a preflight's Access-Control-Request-Headers
+// as browsers send it: lower-case names, sorted, without duplicates, joined
+// with ",". It tolerates what proxies between them legitimately produce:
+// several field lines joined with "," or ", " (at most maxACRHOWS bytes of
+// SP/HTAB around each element) and at most maxACRHEmptyElements empty
+// elements. Anything else is ReasonHeadersMalformed. Each name must be
+// allowed by the policy: listed, or covered by "*" (never
+// "authorization"). Values longer than MaxRequestHeadersBytes or with more
+// than MaxRequestHeaders names are refused as a whole.
 //
-// It splits the list itself rather than with nextListElement, so that one
-// pass over each name finds its end, checks that it is a token and notes
-// upper-case letters.
+// The work is bounded whatever the input, and it never allocates: each
+// byte is read once, names longer than any the policy lists (or than
+// MaxNameLength under "*") are refused before their end is sought, and
+// since names must increase strictly, a policy without "*" accepts at most
+// as many bytes as its own list holds.
 func (p *Policy) checkRequestHeaders(acrh string) requestHeadersResult {
 	res := requestHeadersResult{reason: ReasonAllowed}
 	if len(acrh) > MaxRequestHeadersBytes {
@@ -184,63 +184,80 @@ func (p *Policy) checkRequestHeaders(acrh string) requestHeadersResult {
 		res.last, res.auth = len(acrh), p.requestHeadersCanonAuth
 		return res
 	}
-	var buf [MaxNameLength]byte
-	count := 0
-	first := true
-	for i := 0; i < len(acrh); {
-		if c := acrh[i]; c == ',' || isOWS(c) {
-			i++ // a separator, or whitespace before a name
-			continue
+	maxLen := p.maxHeaderLen
+	if p.requestHeadersAny {
+		maxLen = MaxNameLength
+	}
+	count, empty := 0, 0
+	prev := ""
+	for i := 0; ; i++ {
+		// Whitespace loops stop one byte past the tolerance: a run of
+		// whitespace costs no more than a short one.
+		ows := 0
+		for i < len(acrh) && isOWS(acrh[i]) && ows <= maxACRHOWS {
+			i++
+			ows++
+		}
+		if ows > maxACRHOWS {
+			res.reason = ReasonHeadersMalformed
+			return res
 		}
 		start := i
 		all, any := uint8(flagToken), uint8(0)
-		for ; i < len(acrh) && acrh[i] != ','; i++ {
+		for ; i < len(acrh) && acrh[i] != ',' && !isOWS(acrh[i]); i++ {
+			if i-start >= maxLen {
+				// Longer than any name the policy allows: refused without
+				// reading the rest.
+				res.reason, res.detail = ReasonHeaderNotAllowed, clipElement(acrh[start:])
+				return res
+			}
 			f := tokenFlags[acrh[i]]
 			all &= f
 			any |= f
 		}
-		end := i
-		for isOWS(acrh[end-1]) { // acrh[start] is not OWS
-			end--
+		name := acrh[start:i]
+		for i < len(acrh) && isOWS(acrh[i]) && ows <= maxACRHOWS {
+			i++
+			ows++
 		}
-		name := acrh[start:end]
-		token, upper := all != 0, any&flagUpper != 0
-		if end != i {
-			// Trailing whitespace was scanned as non-token bytes.
-			token, upper = scanToken(name)
-		}
-		count++
-		if count > MaxRequestHeaders {
-			res.reason = ReasonHeadersMalformed
-			return res
-		}
-		if !token {
+		switch {
+		case ows > maxACRHOWS:
 			res.reason, res.detail = ReasonHeadersMalformed, name
 			return res
-		}
-		if first {
-			res.first, first = start, false
-		}
-		res.last = end
-		allowed := false
-		isAuth := len(name) == len("authorization") && strings.EqualFold(name, "authorization")
-		res.auth = res.auth || isAuth
-		switch {
-		case len(name) > p.maxHeaderLen:
-			// Longer than every listed name: only "*" can allow it.
-		case upper:
-			n := copy(buf[:], name)
-			lowerASCII(buf[:n])
-			allowed = p.listsHeaderBytes(buf[:n])
+		case i < len(acrh) && acrh[i] != ',':
+			// Whitespace inside an element.
+			res.reason, res.detail = ReasonHeadersMalformed, clipElement(acrh[start:])
+			return res
+		case name == "":
+			if empty++; empty > maxACRHEmptyElements {
+				res.reason = ReasonHeadersMalformed
+				return res
+			}
 		default:
-			allowed = p.listsHeader(name)
+			if count++; count > MaxRequestHeaders {
+				res.reason = ReasonHeadersMalformed
+				return res
+			}
+			// Browsers send tokens, lower-cased and strictly increasing.
+			if all == 0 || any&flagUpper != 0 || prev != "" && name <= prev {
+				res.reason, res.detail = ReasonHeadersMalformed, name
+				return res
+			}
+			if prev == "" {
+				res.first = start
+			}
+			res.last, prev = start+len(name), name
+			isAuth := name == "authorization"
+			res.auth = res.auth || isAuth
+			if !p.listsHeader(name) && (!p.requestHeadersAny || isAuth) {
+				res.reason, res.detail = ReasonHeaderNotAllowed, name
+				return res
+			}
 		}
-		if !allowed && (!p.requestHeadersAny || isAuth) {
-			res.reason, res.detail = ReasonHeaderNotAllowed, name
+		if i >= len(acrh) {
 			return res
 		}
 	}
-	return res
 }
 
 // listsHeader reports whether the lower-case name is a listed request
@@ -259,24 +276,12 @@ func (p *Policy) listsHeader(lower string) bool {
 	return false
 }
 
-// listsHeaderBytes is listsHeader for a name in a buffer.
-func (p *Policy) listsHeaderBytes(lower []byte) bool {
-	if p.requestHeaderList == nil {
-		_, ok := p.requestHeaders[string(lower)]
-		return ok
+// clipElement returns the list element at the start of s, clipped: a
+// detail for messages that costs at most MaxNameLength bytes of reading.
+func clipElement(s string) string {
+	s = clip(s)
+	if j := strings.IndexByte(s, ','); j >= 0 {
+		s = s[:j]
 	}
-	for _, h := range p.requestHeaderList {
-		if len(h) == len(lower) && h[0] == lower[0] && h == string(lower) {
-			return true
-		}
-	}
-	return false
-}
-
-func lowerASCII(b []byte) {
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
+	return strings.TrimRight(s, " \t")
 }

@@ -608,6 +608,11 @@ func hexValue(c byte) (byte, bool) {
 	return 0, false
 }
 
+// maxHostPortLength is the longest host[:port] of an http(s) origin: a
+// 253-byte DNS name, a trailing dot and ":65535". Longer ones are refused
+// before being scanned.
+const maxHostPortLength = 253 + 1 + 6
+
 // reqOrigin is a request Origin parsed by parseRequestOrigin.
 type reqOrigin struct {
 	scheme   int    // schemeHTTP, schemeHTTPS, or -1 for another scheme
@@ -645,7 +650,7 @@ func (o *reqOrigin) parse(s string) bool {
 		return o.parseOther(s)
 	}
 	o.hostport = rest
-	if rest == "" {
+	if rest == "" || len(rest) > maxHostPortLength {
 		return false
 	}
 	var after string

@@ -25,8 +25,8 @@ type agreementCase struct {
 	sfs    string
 }
 
-// TestCheckOriginAndExtAuthzAgree asks the same questions of both decision
-// paths of one real server and requires the same answer: allowed, the reply
+// TestCheckOriginAndExtAuthzAgree asks the same questions of the three
+// enforcement paths (CheckOrigin, ext_authz, the SDK middleware) of one real server and requires the same answer: allowed, the reply
 // status, the exact headers with their append semantics, kind and reason.
 func TestCheckOriginAndExtAuthzAgree(t *testing.T) {
 	e := newTokenEnv(t, WithDecisionRecord(DecisionRecordFull)) // the record compared below
@@ -62,7 +62,7 @@ func TestCheckOriginAndExtAuthzAgree(t *testing.T) {
 		{name: "origin with the default port", policy: "acme", method: "GET", host: "api.example.com", origin: app + ":443"},
 		{name: "upper-case origin", policy: "acme", method: "GET", host: "api.example.com", origin: "https://APP.example.com"},
 		{name: "merged origins", policy: "acme", method: "GET", host: "api.example.com", origin: app + ", " + evil},
-		{name: "preflight allowed", policy: "acme", method: "OPTIONS", host: "api.example.com", origin: app, acrm: "PUT", acrh: "content-type,authorization"},
+		{name: "preflight allowed", policy: "acme", method: "OPTIONS", host: "api.example.com", origin: app, acrm: "PUT", acrh: "authorization,content-type"},
 		{name: "preflight with private network", policy: "acme", method: "OPTIONS", host: "api.example.com", origin: app, acrm: "PUT", acrpn: "true"},
 		{name: "preflight safelisted method", policy: "acme", method: "OPTIONS", host: "api.example.com", origin: "https://x.acme.example", acrm: "POST"},
 		{name: "preflight method refused", policy: "acme", method: "OPTIONS", host: "api.example.com", origin: app, acrm: "DELETE"},
@@ -132,6 +132,19 @@ func TestCheckOriginAndExtAuthzAgree(t *testing.T) {
 			if diff := cmp.Diff(wantHeaders, got.Headers); diff != "" {
 				t.Errorf("headers mismatch (-CheckOrigin +ext_authz):\n%s", diff)
 			}
+
+			// The third path: the SDK middleware deciding from the same
+			// compiled policies must produce the same observable response.
+			name := ""
+			if tt.policy != "" {
+				name = "policies/" + tt.policy
+			} else if pe := e.srv.live.cur.Load().lookup("", tt.host); pe != nil {
+				name = pe.name
+			}
+			hdr := map[string]string{"Origin": tt.origin, "Access-Control-Request-Method": tt.acrm, "Access-Control-Request-Headers": tt.acrh,
+				"Access-Control-Request-Private-Network": tt.acrpn, "Sec-Fetch-Site": tt.sfs}
+			agreeObserved(t, tt.name, observeCheckOrigin(d), observeExtAuthz(resp),
+				observeMiddleware(name, snapshotSource{e.srv}, httpRequest(tt.method, tt.host, hdr)))
 		})
 	}
 }

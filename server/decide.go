@@ -62,8 +62,7 @@ func (s *Server) Decide(ctx context.Context, name string, r policy.Request) (pol
 	if timed {
 		s.metrics.decisionDuration.Observe(time.Since(start).Seconds())
 	}
-	// Report-only refusals are what report-only mode is for: always log them.
-	if s.opts.logDecisions || (d.Mode == policy.ModeReportOnly && !d.Allowed && d.Kind != policy.KindNotCORS) {
+	if s.opts.logDecisions || d.Notable(d.Applies()) {
 		s.logDecision(ctx, &d, &r)
 	}
 	return d, nil

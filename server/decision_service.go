@@ -89,6 +89,7 @@ func decisionProto(d *policy.Decision) *corsdv1.Decision {
 		Kind:           policypb.KindProto(d.Kind),
 		Allowed:        d.Allowed,
 		ReplyStatus:    httpStatus(d.Status),
+		ReplyBody:      d.Body,
 		Reason:         policypb.ReasonProto(d.Reason),
 		Message:        d.Message(),
 		Policy:         d.Policy,

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -74,8 +75,13 @@ func newAuthzServerRecord(d decider, rec DecisionRecord) *authzServer {
 }
 
 // Check answers one ext_authz check. Missing parts of req are treated as
-// absent headers; it never fails because of its input.
+// absent headers, and over-long values as malformed ones; it fails because
+// of its input only when req carries more header lines than any Envoy sends
+// (InvalidArgument), so that its work is bounded before it starts.
 func (a *authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	if err := checkAuthzShape(req); err != nil {
+		return nil, err
+	}
 	name, r := authzRequest(req)
 	d, err := a.d.Decide(ctx, name, r)
 	if err != nil {
@@ -84,16 +90,44 @@ func (a *authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*aut
 	return a.answer(&d), nil
 }
 
+// maxAuthzHeaderLines bounds the header lines (headers entries plus
+// header_map entries) of one CheckRequest. Envoy refuses requests with more
+// than max_headers_count (100 by default) lines, and allowed_headers sends
+// corsd only the few it reads.
+const maxAuthzHeaderLines = 128
+
+// errAuthzTooManyHeaders is built once: refusing a flood must cost less
+// than answering a request.
+var errAuthzTooManyHeaders = sync.OnceValue(func() error {
+	return toStatus(context.Background(), badField("attributes.request.http.headers", "",
+		fmt.Sprintf("has more than %d header lines", maxAuthzHeaderLines),
+		"send corsd only the headers it reads (allowed_headers in the ext_authz filter)"))
+})
+
+// checkAuthzShape refuses a CheckRequest whose header count alone would
+// make its conversion cost more than a bounded amount of work.
+func checkAuthzShape(req *authv3.CheckRequest) error {
+	hr := req.GetAttributes().GetRequest().GetHttp()
+	if len(hr.GetHeaders())+len(hr.GetHeaderMap().GetHeaders()) > maxAuthzHeaderLines {
+		return errAuthzTooManyHeaders()
+	}
+	return nil
+}
+
 // authzPolicyName returns the policy named by the route's context
 // extensions as `policies/{id}`, or "" to select by host. The short form
-// costs one allocation; the full form none.
+// costs one allocation; the full form none. A value longer than any policy
+// name is returned as given, unread: it names no policy.
 func authzPolicyName(attrs *authv3.AttributeContext) string {
 	v := attrs.GetContextExtensions()[authzPolicyKey]
-	if v == "" || strings.HasPrefix(v, namePrefix) {
+	if v == "" || len(v) > maxPolicyNameLen || strings.HasPrefix(v, namePrefix) {
 		return v
 	}
 	return namePrefix + v
 }
+
+// maxPolicyNameLen is the length of the longest policy name.
+const maxPolicyNameLen = len(namePrefix) + 63
 
 // authzField is a request header that decisions need.
 type authzField uint8
@@ -143,6 +177,9 @@ func authzFieldOf(k string) (authzField, bool) {
 type authzHeaders struct {
 	val [authzHCount]string
 	n   [authzHCount]uint8
+	// size is the length of the lines joined with ", ", so that a join
+	// past maxFieldLen is never built.
+	size [authzHCount]int
 }
 
 func (h *authzHeaders) add(f authzField, v string) {
@@ -155,6 +192,7 @@ func (h *authzHeaders) add(f authzField, v string) {
 	if h.n[f] < 2 {
 		h.n[f]++
 	}
+	h.size[f] += len(v) + len(", ")
 }
 
 // rawString returns the header value of hv: value, else raw_value. A
@@ -189,7 +227,12 @@ func authzRequest(req *authv3.CheckRequest) (string, policy.Request) {
 		}
 	}
 	for f := range authzHCount {
-		if h.n[f] > 1 {
+		switch {
+		case h.n[f] < 2:
+		case h.size[f] > maxFieldLen+len(", "):
+			// Refused as malformed whatever it holds: not worth building.
+			h.val[f] = policy.OverlongField
+		default:
 			h.val[f] = joinAuthzField(hr, f)
 		}
 	}
@@ -273,29 +316,21 @@ type authzHeader struct {
 	hv  corev3.HeaderValue
 }
 
-// response builds the CheckResponse for d, following the mapping in
-// DESIGN.md: status always set, exactly one of ok_response and
-// denied_response, CORS headers overwrite and Vary appends, no empty values,
-// and nothing changed in report-only mode.
+// response renders the decision's response plan (see policy.Decision) as a
+// CheckResponse, following the mapping in DESIGN.md: status always set,
+// exactly one of ok_response and denied_response (Envoy sends a denied
+// response to the client without calling the upstream), CORS headers
+// overwrite and Vary appends, no empty values, and nothing changed in
+// report-only mode. It decides nothing itself.
 func (a *authzServer) response(d *policy.Decision) *authv3.CheckResponse {
 	md := a.recordFor(d)
 	switch {
-	case d.Mode == policy.ModeReportOnly:
+	case !d.Applies():
 		return authzOKResponse(md, nil)
-	case d.Status != 0 && d.Kind == policy.KindPreflight:
-		// Envoy sends a denied response to the client without calling the
-		// upstream: the preflight is answered here, allowed or not.
-		return authzDeniedResponse(md, d.Status, "", authzHeaderOptions(d, false))
-	case d.Status != 0:
-		// Refused by cross-origin protection: only Vary, and a sentence.
-		return authzDeniedResponse(md, d.Status, d.Message()+"\n", authzHeaderOptions(d, true))
-	case d.Kind == policy.KindActual && d.Allowed:
-		return authzOKResponse(md, authzHeaderOptions(d, false))
-	default:
-		// Refused origin, no Origin, no policy, disabled: pass, with the
-		// Vary the decision carries so caches keep responses apart.
-		return authzOKResponse(md, authzHeaderOptions(d, true))
+	case d.Answers():
+		return authzDeniedResponse(md, d.Status, d.Body, authzHeaderOptions(d))
 	}
+	return authzOKResponse(md, authzHeaderOptions(d))
 }
 
 func authzOKResponse(md *structpb.Struct, headers []*corev3.HeaderValueOption) *authv3.CheckResponse {
@@ -324,16 +359,16 @@ func authzDeniedResponse(md *structpb.Struct, code int, body string, headers []*
 	return &b.resp
 }
 
-// authzHeaderOptions converts the decision's headers (only Vary when
-// varyOnly) into header options: Vary appends to the upstream's, every other
+// authzHeaderOptions converts the decision's headers into header options:
+// those the plan appends (Vary) append to the upstream's, every other
 // header overwrites any the upstream set, so an upstream's own
 // Access-Control-Allow-Origin cannot turn into a comma list. Empty values
 // are dropped: Envoy would send an empty header.
-func authzHeaderOptions(d *policy.Decision, varyOnly bool) []*corev3.HeaderValueOption {
+func authzHeaderOptions(d *policy.Decision) []*corev3.HeaderValueOption {
 	hs := d.Headers()
 	n := 0
 	for i := range hs {
-		if hs[i].Value != "" && (!varyOnly || isVary(hs[i].Name)) {
+		if hs[i].Value != "" {
 			n++
 		}
 	}
@@ -345,7 +380,7 @@ func authzHeaderOptions(d *policy.Decision, varyOnly bool) []*corev3.HeaderValue
 	j := 0
 	for i := range hs {
 		h := &hs[i]
-		if h.Value == "" || varyOnly && !isVary(h.Name) {
+		if h.Value == "" {
 			continue
 		}
 		s := &slab[j]
@@ -353,7 +388,7 @@ func authzHeaderOptions(d *policy.Decision, varyOnly bool) []*corev3.HeaderValue
 		s.hv.Value = h.Value
 		s.opt.Header = &s.hv
 		s.opt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-		if h.Append || isVary(h.Name) {
+		if h.Append {
 			s.opt.AppendAction = corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
 		}
 		opts[j] = &s.opt
@@ -361,8 +396,6 @@ func authzHeaderOptions(d *policy.Decision, varyOnly bool) []*corev3.HeaderValue
 	}
 	return opts
 }
-
-func isVary(name string) bool { return strings.EqualFold(name, "Vary") }
 
 // lowerHeaderName returns the lower-case form Envoy uses for a header name,
 // without allocating for the headers decisions emit.
@@ -384,6 +417,8 @@ func lowerHeaderName(name string) string {
 		return "access-control-expose-headers"
 	case "Vary":
 		return "vary"
+	case "Content-Type":
+		return "content-type"
 	}
 	return strings.ToLower(name)
 }

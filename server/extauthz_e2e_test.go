@@ -109,8 +109,8 @@ func TestExtAuthzThroughEnvoyEmulator(t *testing.T) {
 		{
 			name: "cross-origin protection refuses without calling the upstream", method: "POST", path: "/v1/items", host: "guarded.example.com",
 			header: map[string]string{"Origin": "https://evil.example.net", "Sec-Fetch-Site": "cross-site"},
-			want: want{status: 403, body: "cross-origin POST request from origin https://evil.example.net refused by policies/guarded: the origin is not trusted\n",
-				header: map[string][]string{"Access-Control-Allow-Origin": nil, "Vary": {"Origin"}, "Content-Type": {"text/plain"}}},
+			want: want{status: 403, body: "cross-origin request refused by policies/guarded: the origin is not trusted\n",
+				header: map[string][]string{"Access-Control-Allow-Origin": nil, "Vary": {"Origin"}, "Content-Type": {"text/plain; charset=utf-8"}}},
 		},
 		{
 			name: "host with port selects the policy of the host", method: "GET", path: "/v1/items", host: "api.example.com:8443",

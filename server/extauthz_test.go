@@ -179,7 +179,7 @@ func TestExtAuthzCheck(t *testing.T) {
 	}{
 		{
 			name: "preflight allowed: lower-case keys and pseudo-headers",
-			req:  authzHeaderReq("OPTIONS", "api.example.com", map[string]string{"origin": app, "access-control-request-method": "PUT", "access-control-request-headers": "content-type,authorization"}),
+			req:  authzHeaderReq("OPTIONS", "api.example.com", map[string]string{"origin": app, "access-control-request-method": "PUT", "access-control-request-headers": "authorization,content-type"}),
 			want: authzSummary{Code: codes.PermissionDenied, Denied: 204, Headers: preflightAllowed, Meta: meta("PREFLIGHT", "ALLOWED", "policies/acme", 7, true, "ENFORCE")},
 		},
 		{
@@ -232,9 +232,9 @@ func TestExtAuthzCheck(t *testing.T) {
 		},
 		{
 			name:    "raw preflight request headers in several lines are joined",
-			req:     authzRawReq(":authority", "api.example.com", ":method", "OPTIONS", "origin", app, "access-control-request-method", "PUT", "access-control-request-headers", "content-type", "access-control-request-headers", "authorization"),
+			req:     authzRawReq(":authority", "api.example.com", ":method", "OPTIONS", "origin", app, "access-control-request-method", "PUT", "access-control-request-headers", "authorization", "access-control-request-headers", "content-type"),
 			want:    authzSummary{Code: codes.PermissionDenied, Denied: 204, Headers: preflightAllowed, Meta: meta("PREFLIGHT", "ALLOWED", "policies/acme", 7, true, "ENFORCE")},
-			wantReq: policy.Request{Method: "OPTIONS", Host: "api.example.com", Origin: app, AccessControlRequestMethod: "PUT", AccessControlRequestHeaders: "content-type, authorization"},
+			wantReq: policy.Request{Method: "OPTIONS", Host: "api.example.com", Origin: app, AccessControlRequestMethod: "PUT", AccessControlRequestHeaders: "authorization, content-type"},
 		},
 		{
 			name:    "two Origin values merged by Envoy are malformed",
@@ -322,11 +322,11 @@ func TestExtAuthzCheck(t *testing.T) {
 			want: authzSummary{Code: codes.OK, Headers: varyOrigin, Meta: meta("ACTUAL", "ORIGIN_NOT_ALLOWED", "policies/acme", 7, false, "ENFORCE")},
 		},
 		{
-			name: "cross-origin protection refuses a cross-site POST: 403, Vary only, a sentence",
+			name: "cross-origin protection refuses a cross-site POST: 403, Vary, a sentence",
 			req:  authzHeaderReq("POST", "guarded.example.com", map[string]string{"origin": "https://evil.example.net", "sec-fetch-site": "cross-site"}),
 			want: authzSummary{
-				Code: codes.PermissionDenied, Denied: 403, Headers: varyOrigin,
-				Body: "cross-origin POST request from origin https://evil.example.net refused by policies/guarded: the origin is not trusted\n",
+				Code: codes.PermissionDenied, Denied: 403, Headers: append([]authzHdr{{"content-type", "text/plain; charset=utf-8", actOverwrite}}, varyOrigin...),
+				Body: "cross-origin request refused by policies/guarded: the origin is not trusted\n",
 				Meta: meta("ACTUAL", "CROSS_ORIGIN_REFUSED", "policies/guarded", 4, false, "ENFORCE"),
 			},
 		},

@@ -54,9 +54,8 @@ func (s *Server) recordReports(ctx context.Context, req *corsdv1.ReportDecisions
 			d.Mode = policy.ModeReportOnly
 		}
 		s.metrics.addReported(&d, r.GetReportOnly(), r.GetCount())
-		// The same rule as for corsd's own decisions: report-only refusals
-		// are what report-only mode is for.
-		if s.opts.logDecisions || (r.GetReportOnly() && !d.Allowed && d.Kind != policy.KindNotCORS) {
+		// The same rule as for corsd's own decisions (policy's Notable).
+		if s.opts.logDecisions || d.Notable(!r.GetReportOnly()) {
 			s.log.LogAttrs(ctx, slog.LevelInfo, "reported decision",
 				slog.String("reporter", req.GetReporter()),
 				slog.String("caller", caller),

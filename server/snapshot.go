@@ -32,6 +32,12 @@ type snapshot struct {
 	// "*.api.example.com").
 	exact    map[string]*entry
 	wildcard map[string]*entry
+	// wildcardLens has bit n set when some wildcard key is n bytes long,
+	// and maxWildcardLen is the longest: a lookup probes only the suffixes
+	// of those lengths, so its cost is bounded by the configured hosts, not
+	// by the request's host.
+	wildcardLens   [(maxRequestHostLen + 64) / 64]uint64
+	maxWildcardLen int
 	// def is the configured default policy, nil when absent.
 	def *entry
 }
@@ -41,9 +47,14 @@ type snapshot struct {
 // and then without it; else the default policy.
 func (s *snapshot) lookup(name, host string) *entry {
 	if name != "" {
+		if len(name) > maxPolicyNameLen {
+			return nil // names no policy; not worth hashing
+		}
 		return s.byName[name]
 	}
-	if host != "" && (len(s.exact) > 0 || len(s.wildcard) > 0) {
+	// A host longer than any DNS name with a port names no configured host:
+	// skip it before any work proportional to its length.
+	if host != "" && len(host) <= maxRequestHostLen && (len(s.exact) > 0 || len(s.wildcard) > 0) {
 		host = canonicalHost(host)
 		if e := s.byHost(host); e != nil {
 			return e
@@ -64,16 +75,32 @@ func (s *snapshot) byHost(h string) *entry {
 	if len(s.wildcard) == 0 {
 		return nil
 	}
-	// Longest suffix first: the most specific wildcard wins. Substrings of h
-	// as map keys do not allocate.
-	for i := range len(h) {
-		if h[i] == '.' {
+	// Longest suffix first: the most specific wildcard wins. Only suffixes
+	// as long as some wildcard key are probed. Substrings of h as map keys
+	// do not allocate.
+	for i := max(0, len(h)-s.maxWildcardLen); i < len(h); i++ {
+		if h[i] == '.' && s.hasWildcardLen(len(h)-i) {
 			if e := s.wildcard[h[i:]]; e != nil {
 				return e
 			}
 		}
 	}
 	return nil
+}
+
+// maxRequestHostLen is the longest host[:port] that a configured host can
+// match: a 253-byte DNS name, a trailing dot and ":65535".
+const maxRequestHostLen = 253 + 1 + 6
+
+func (s *snapshot) hasWildcardLen(n int) bool {
+	return n <= maxRequestHostLen && s.wildcardLens[n/64]&(1<<(n%64)) != 0
+}
+
+func (s *snapshot) addWildcardLen(n int) {
+	if n <= maxRequestHostLen { // always: normalized hosts are DNS names
+		s.wildcardLens[n/64] |= 1 << (n % 64)
+		s.maxWildcardLen = max(s.maxWildcardLen, n)
+	}
 }
 
 // canonicalHost lower-cases h and drops a trailing dot of the host part,
@@ -300,12 +327,14 @@ func (l *live) publish(old *snapshot, byName map[string]*entry, rev int64) {
 			idx, key := s.exact, h
 			if suffix, ok := strings.CutPrefix(h, "*"); ok {
 				idx, key = s.wildcard, suffix
+				s.addWildcardLen(len(key))
 			}
 			// Two policies claiming one host: the smaller name wins, so the
 			// choice does not depend on map order.
 			if cur := idx[key]; cur == nil || e.name < cur.name {
 				idx[key] = e
 			}
+
 		}
 	}
 	s.def = byName[l.defName]

@@ -487,7 +487,11 @@ type Decision struct {
 	PolicyRevision int64 `protobuf:"varint,8,opt,name=policy_revision,json=policyRevision,proto3" json:"policy_revision,omitempty"`
 	// The policy's mode. With MODE_REPORT_ONLY the decision is what would have
 	// happened: enforcement points change nothing.
-	Mode          Mode `protobuf:"varint,9,opt,name=mode,proto3,enum=corsd.v1.Mode" json:"mode,omitempty"`
+	Mode Mode `protobuf:"varint,9,opt,name=mode,proto3,enum=corsd.v1.Mode" json:"mode,omitempty"`
+	// The body of the answer when reply_status is non-zero (requests refused
+	// by cross-origin protection; empty for preflights); response_headers
+	// then carry its Content-Type.
+	ReplyBody     string `protobuf:"bytes,10,opt,name=reply_body,json=replyBody,proto3" json:"reply_body,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -583,6 +587,13 @@ func (x *Decision) GetMode() Mode {
 		return x.Mode
 	}
 	return Mode_MODE_UNSPECIFIED
+}
+
+func (x *Decision) GetReplyBody() string {
+	if x != nil {
+		return x.ReplyBody
+	}
+	return ""
 }
 
 // WatchPoliciesRequest is the request of WatchPolicies.
@@ -965,7 +976,7 @@ const file_corsd_v1_decision_service_proto_rawDesc = "" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12\x16\n" +
-	"\x06append\x18\x03 \x01(\bR\x06append\"\xd9\x02\n" +
+	"\x06append\x18\x03 \x01(\bR\x06append\"\xf8\x02\n" +
 	"\bDecision\x12*\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x16.corsd.v1.DecisionKindR\x04kind\x12\x18\n" +
 	"\aallowed\x18\x02 \x01(\bR\aallowed\x12;\n" +
@@ -975,7 +986,10 @@ const file_corsd_v1_decision_service_proto_rawDesc = "" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12\x16\n" +
 	"\x06policy\x18\a \x01(\tR\x06policy\x12'\n" +
 	"\x0fpolicy_revision\x18\b \x01(\x03R\x0epolicyRevision\x12\"\n" +
-	"\x04mode\x18\t \x01(\x0e2\x0e.corsd.v1.ModeR\x04mode\"S\n" +
+	"\x04mode\x18\t \x01(\x0e2\x0e.corsd.v1.ModeR\x04mode\x12\x1d\n" +
+	"\n" +
+	"reply_body\x18\n" +
+	" \x01(\tR\treplyBody\"S\n" +
 	"\x14WatchPoliciesRequest\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\x12%\n" +
 	"\x0estart_revision\x18\x02 \x01(\x03R\rstartRevision\"\x9f\x01\n" +
