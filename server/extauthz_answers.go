@@ -72,6 +72,9 @@ func (s *authzShape) matches(d *policy.Decision) bool {
 	if d.Kind != s.kind || d.Reason != s.reason || d.Mode != s.mode || d.Allowed != s.allowed || d.Status != s.status {
 		return false
 	}
+	if s.code != 0 && d.Body != "" {
+		return false // kept denied answers have no body
+	}
 	hs := d.Headers()
 	if len(hs) != len(s.headers) {
 		return false

@@ -328,7 +328,16 @@ func BenchmarkExtAuthzAnswer(b *testing.B) {
 // record form.
 func TestAuthzWireMatchesMessage(t *testing.T) {
 	d := echoDecider(t, 7, "")
+	for name, p := range newExtauthzDecider(t).byHost {
+		if _, ok := d.byHost[name]; !ok {
+			d.byHost[name] = p
+		}
+	}
 	reqs := append(echoRequests(), authzHeaderReq("GET", "unknown.example", map[string]string{"origin": "https://app.example.com"}))
+	// Cross-origin protection: denied answers with a body naming the origin.
+	for _, origin := range []string{"https://evil.example", "https://evil2.example", "https://app.example.com"} {
+		reqs = append(reqs, authzHeaderReq("POST", "guarded.example.com", map[string]string{"origin": origin, "sec-fetch-site": "cross-site"}))
+	}
 	for _, k := range authzKinds(t) {
 		reqs = append(reqs, k.req)
 	}
