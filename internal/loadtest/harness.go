@@ -347,7 +347,7 @@ func (h *harness) gen(ctx context.Context, targets []*target, kind string, rate 
 		name = "taskset"
 	}
 	bound := time.Duration(len(targets)) * (h.o.warmup + time.Duration(h.o.cycles)*h.o.slice)
-	cctx, cancel := context.WithTimeout(ctx, 2*bound+time.Minute)
+	cctx, cancel := context.WithTimeout(ctx, 4*bound+2*time.Minute) // a starved generator falls behind its slots
 	defer cancel()
 	cmd := exec.CommandContext(cctx, name, args...)
 	cmd.Stderr = os.Stderr
