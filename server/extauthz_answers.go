@@ -18,8 +18,9 @@ import (
 // Origin, preflight allowed or refused...), and all of an answer but the
 // echoed Origin is fixed by the policy. A reused answer without the Origin
 // is returned as is (no allocation); one that echoes it costs one
-// allocation. Answers that depend on the request in other ways (the
-// sentence in a cross-origin-protection refusal) are rendered every time.
+// allocation (three as the gRPC service sends it, extauthz_wire.go).
+// Answers that depend on the request in other ways (the sentence in a
+// cross-origin-protection refusal) are rendered every time.
 const (
 	// authzShapesMax bounds the answers kept per policy revision; past
 	// it, answers are rendered every time.
