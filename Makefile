@@ -151,8 +151,8 @@ bench: ## Go benchmarks (engine, store, SDK, server decision paths)
 	go test -run '^$$' -bench . -benchmem -count 5 -timeout 60m ./policy/... ./store/... ./client/... ./server/... | tee bench.txt
 
 .PHONY: loadtest
-loadtest: $(BIN)/ghz ## ghz against corsd and a no-op ext_authz server
-	go run ./internal/loadtest
+loadtest: ## corsd's ext_authz answers against two floors, same run (LOADTEST_FLAGS=-quick for a smoke run)
+	go run ./internal/loadtest $(LOADTEST_FLAGS)
 
 # Release builds: static (CGO_ENABLED=0), -trimpath, no build ID, VCS
 # stamping on, so that a commit always gives the same bytes with the same Go

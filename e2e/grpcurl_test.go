@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -181,6 +182,14 @@ func TestGrpcurl(t *testing.T) {
 		}
 		if got := headers["access-control-allow-credentials"]; got != "true" {
 			t.Errorf("access-control-allow-credentials = %q, want true", got)
+		}
+		// corsd's default decision record: the reason, under "corsd".
+		if md, _ := get(resp, "dynamicMetadata").(map[string]any); len(md) != 1 || md["corsd"] != "allowed" {
+			t.Errorf("dynamicMetadata = %v, want {\"corsd\": \"allowed\"} (--decision-record minimal)", get(resp, "dynamicMetadata"))
+		}
+		// The second answer comes from the kept, encoded answers: the same.
+		if again := g.ok(t, nil, "envoy.service.auth.v3.Authorization/Check", string(allowedJSON)); !reflect.DeepEqual(again, resp) {
+			t.Errorf("second Check = %v, want the first answer %v", again, resp)
 		}
 	})
 

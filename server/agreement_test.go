@@ -29,7 +29,7 @@ type agreementCase struct {
 // enforcement paths (CheckOrigin, ext_authz, the SDK middleware) of one real server and requires the same answer: allowed, the reply
 // status, the exact headers with their append semantics, kind and reason.
 func TestCheckOriginAndExtAuthzAgree(t *testing.T) {
-	e := newTokenEnv(t)
+	e := newTokenEnv(t, WithDecisionRecord(DecisionRecordFull)) // the record compared below
 	e.create("acme", &corsdv1.Policy{
 		Origins: []*corsdv1.OriginRule{
 			{Pattern: "https://app.example.com", AllowCredentials: true},

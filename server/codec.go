@@ -6,7 +6,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -27,7 +26,7 @@ const maxDecodeErrorLen = 256
 // InvalidArgument. checkDecoded turns the mark into that status.
 type requestCodec struct{ base encoding.CodecV2 }
 
-func newRequestCodec() requestCodec { return requestCodec{base: encoding.GetCodecV2(proto.Name)} }
+func newRequestCodec() requestCodec { return requestCodec{base: newAuthzCodec()} }
 
 func (c requestCodec) Marshal(v any) (mem.BufferSlice, error) { return c.base.Marshal(v) }
 

@@ -51,6 +51,11 @@ type authzServer struct {
 	authv3.UnimplementedAuthorizationServer
 	d decider
 
+	// rec is the form of the decision record; answers keeps the answers
+	// rendered per policy revision (extauthz_answers.go).
+	rec     DecisionRecord
+	answers authzAnswers
+
 	// metadata caches the dynamic metadata struct of each decision shape;
 	// the values never change once built, so responses share them.
 	metadata     sync.Map // authzMetadataKeyOf -> *structpb.Struct
@@ -59,8 +64,14 @@ type authzServer struct {
 
 var _ authv3.AuthorizationServer = (*authzServer)(nil)
 
+// newAuthzServer answers with the full decision record; New passes the
+// operator's choice to newAuthzServerRecord.
 func newAuthzServer(d decider) *authzServer {
-	return &authzServer{d: d}
+	return newAuthzServerRecord(d, DecisionRecordFull)
+}
+
+func newAuthzServerRecord(d decider, rec DecisionRecord) *authzServer {
+	return &authzServer{d: d, rec: rec}
 }
 
 // Check answers one ext_authz check. Missing parts of req are treated as
@@ -76,7 +87,7 @@ func (a *authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*aut
 	if err != nil {
 		return nil, toStatus(ctx, err)
 	}
-	return a.response(&d), nil
+	return a.answer(&d), nil
 }
 
 // maxAuthzHeaderLines bounds the header lines (headers entries plus
@@ -312,7 +323,7 @@ type authzHeader struct {
 // overwrite and Vary appends, no empty values, and nothing changed in
 // report-only mode. It decides nothing itself.
 func (a *authzServer) response(d *policy.Decision) *authv3.CheckResponse {
-	md := a.metadataFor(d)
+	md := a.recordFor(d)
 	switch {
 	case !d.Applies():
 		return authzOKResponse(md, nil)

@@ -59,6 +59,7 @@ type options struct {
 	watchSendTimeout time.Duration
 	retryMin         time.Duration
 	retryMax         time.Duration
+	decisionRecord   DecisionRecord
 }
 
 // WithTokens configures the bearer tokens. Without tokens, admin calls (and
@@ -204,6 +205,8 @@ func New(st store.Store, opts ...Option) (*Server, error) {
 // recovery, auth) and the limits.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
+		// proto; an undecodable request reaches the interceptors marked, and
+		// kept ext_authz answers are sent as encoded
 		grpc.ForceServerCodecV2(newRequestCodec()),
 		grpc.ChainUnaryInterceptor(s.metrics.unary, decodeUnary, s.recoverUnary, s.auth.unary),
 		grpc.ChainStreamInterceptor(s.metrics.stream, decodeStream, s.recoverStream, s.auth.stream),
@@ -228,7 +231,7 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 func (s *Server) Register(gs *grpc.Server) {
 	corsdv1.RegisterDecisionServiceServer(gs, &decisionService{s: s})
 	corsdv1.RegisterPolicyServiceServer(gs, &policyService{s: s})
-	authv3.RegisterAuthorizationServer(gs, newAuthzServer(s))
+	gs.RegisterService(&authzServiceDesc, newAuthzServerRecord(s, s.opts.decisionRecord)) // answers kept encoded (extauthz_wire.go)
 	healthpb.RegisterHealthServer(gs, healthService{Server: s.health, s: s})
 	reflection.Register(gs)
 }

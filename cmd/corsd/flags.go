@@ -48,6 +48,7 @@ type config struct {
 	// The JSON/HTTP API and the console on the HTTP port.
 	httpAPI bool
 	console bool
+	decisionRecord   server.DecisionRecord
 }
 
 // envName is the environment fallback of a flag: --tls-cert is
@@ -92,6 +93,10 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	// The JSON/HTTP API and the web console on the HTTP port.
 	fs.BoolVar(&c.httpAPI, "http-api", true, "serve PolicyService and DecisionService as JSON over HTTP on --http-listen (same tokens and scopes as gRPC)")
 	fs.BoolVar(&c.console, "console", false, "serve the web console at /console/ on --http-listen (default: on when --http-listen is a loopback address)")
+	// The decision record of ext_authz answers: what Envoy's access logs get,
+	// paid in bytes on every answer.
+	fs.TextVar(&c.decisionRecord, "decision-record", server.DecisionRecordMinimal,
+		"decision record in ext_authz answers (dynamic_metadata, for Envoy's access logs): none, minimal (the reason) or full")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err

@@ -25,6 +25,7 @@
 //	--log-format        text            text or json
 //	--log-level         info            debug, info, warn, error
 //	--log-decisions     false           log every decision
+//	--decision-record   minimal         ext_authz record for access logs: none, minimal, full
 //	--shutdown-timeout  10s             graceful stop bound, then hard stop
 //	--retain-changes    100000          change-log entries kept; 0: no count limit
 //	--retain-age        0               drop older change-log entries; 0: no age limit

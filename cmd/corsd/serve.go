@@ -89,6 +89,7 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) (err error) {
 	if cfg.logDecisions {
 		opts = append(opts, server.WithDecisionLog())
 	}
+	opts = append(opts, server.WithDecisionRecord(cfg.decisionRecord))
 	// The server follows the store until Close, not until ctx ends: it must
 	// keep serving during the graceful shutdown that follows ctx.
 	srv, err := server.New(st, opts...) //nolint:contextcheck // see above

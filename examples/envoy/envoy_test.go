@@ -4,10 +4,12 @@ package envoy
 
 import (
 	"os"
+	"strings"
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -75,5 +77,18 @@ func TestEnvoyConfig(t *testing.T) {
 	}
 	if got := perRoute.GetCheckSettings().GetContextExtensions()["corsd_policy"]; got == "" {
 		t.Error("route does not name a policy in context_extensions[\"corsd_policy\"]")
+	}
+	// The access log shows corsd's decision record (the minimal form, corsd's
+	// default, under the key "corsd").
+	logs := hcm.GetAccessLog()
+	if len(logs) == 0 {
+		t.Fatal("no access_log: the README promises one that shows corsd's decision record")
+	}
+	var stdout streamv3.StdoutAccessLog
+	if err := logs[0].GetTypedConfig().UnmarshalTo(&stdout); err != nil {
+		t.Fatal(err)
+	}
+	if f := stdout.GetLogFormat().GetTextFormatSource().GetInlineString(); !strings.Contains(f, "%DYNAMIC_METADATA(envoy.filters.http.ext_authz:corsd)%") {
+		t.Errorf("access log format %q does not show %%DYNAMIC_METADATA(envoy.filters.http.ext_authz:corsd)%%", f)
 	}
 }

@@ -111,6 +111,10 @@ func Env(extra ...string) []string {
 	return append(env, extra...)
 }
 
+// PID returns the process id of corsd (for the load test's CPU accounting
+// and pinning).
+func (d *Daemon) PID() int { return d.cmd.Process.Pid }
+
 // Logs returns corsd's output (its stderr).
 func (d *Daemon) Logs() *Logs { return d.logs }
 
