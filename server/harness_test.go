@@ -47,6 +47,9 @@ type env struct {
 type envConfig struct {
 	opts      []Option
 	storeOpts []boltstore.Option
+	// store, when set, is served instead of a new boltstore (the caller
+	// closes it).
+	store store.Store
 	// wrap wraps the store given to the server.
 	wrap func(store.Store) store.Store
 	// tcp serves on 127.0.0.1:0 instead of bufconn.
@@ -57,16 +60,20 @@ type envConfig struct {
 
 func newEnv(t *testing.T, cfg envConfig) *env {
 	t.Helper()
-	bs, err := boltstore.Open(filepath.Join(t.TempDir(), "corsd.db"), cfg.storeOpts...)
-	if err != nil {
-		t.Fatalf("boltstore.Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := bs.Close(); err != nil {
-			t.Errorf("store Close: %v", err)
+	bs := cfg.store
+	if bs == nil {
+		b, err := boltstore.Open(filepath.Join(t.TempDir(), "corsd.db"), cfg.storeOpts...)
+		if err != nil {
+			t.Fatalf("boltstore.Open: %v", err)
 		}
-	})
-	var st store.Store = bs
+		t.Cleanup(func() {
+			if err := b.Close(); err != nil {
+				t.Errorf("store Close: %v", err)
+			}
+		})
+		bs = b
+	}
+	st := bs
 	if cfg.wrap != nil {
 		st = cfg.wrap(bs)
 	}
@@ -207,13 +214,13 @@ type gatedStore struct {
 	open chan struct{}
 }
 
-func (g *gatedStore) Watch(ctx context.Context, since int64) (store.Watch, error) {
+func (g *gatedStore) Watch(ctx context.Context, since int64, names ...string) (store.Watch, error) {
 	select {
 	case <-g.open:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	return g.Store.Watch(ctx, since)
+	return g.Store.Watch(ctx, since, names...)
 }
 
 var errInjected = errors.New("injected fault")
@@ -227,8 +234,8 @@ type laggingStore struct {
 	lag time.Duration
 }
 
-func (l *laggingStore) Watch(ctx context.Context, since int64) (store.Watch, error) {
-	w, err := l.Store.Watch(ctx, since)
+func (l *laggingStore) Watch(ctx context.Context, since int64, names ...string) (store.Watch, error) {
+	w, err := l.Store.Watch(ctx, since, names...)
 	if err != nil {
 		return nil, err
 	}

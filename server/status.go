@@ -120,6 +120,11 @@ func toStatus(ctx context.Context, err error) error {
 	// Messages are sentences for the caller: what happened and what to do.
 	// The error's own text (backend names, file paths, wrapped causes)
 	// stays in the server; a caller never sees it.
+	if hce, ok := errors.AsType[*store.HostConflictError](err); ok {
+		// AlreadyExists, as for a taken name: hosts are unique like names
+		// (AIP-133), and retrying unchanged fails again.
+		return status.Errorf(codes.AlreadyExists, "policy.hosts[%d]: host %q is already governed by %s; remove it from one of the two policies", hce.Index, hce.Host, hce.Owner)
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		if m, _ := grpc.Method(ctx); m == corsdv1.PolicyService_RemoveOrigin_FullMethodName {
@@ -138,6 +143,13 @@ func toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.Unavailable, "the watch fell too far behind; resume from the last revision received")
 	case errors.Is(err, store.ErrClosed):
 		return status.Error(codes.Unavailable, "corsd is shutting down; retry shortly or call another replica")
+	case errors.Is(err, store.ErrUnavailable):
+		// The policy store cannot be reached; decisions go on from the
+		// snapshot, writes can be retried later.
+		slog.WarnContext(ctx, "policy store unavailable", "err", err)
+		return status.Error(codes.Unavailable, "the policy store cannot be reached; decisions go on from the last snapshot, retry the change later")
+	case errors.Is(err, store.ErrNotEmpty):
+		return status.Error(codes.FailedPrecondition, "the store already holds policies; restore only into an empty store")
 	case errors.Is(err, errNotReady):
 		return status.Error(codes.Unavailable, "corsd has not loaded its policies yet; retry shortly")
 	case errors.Is(err, context.Canceled):
