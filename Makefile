@@ -176,6 +176,9 @@ release-build:
 
 .PHONY: release
 release: ## Reproducible builds of corsd and corsctl for PLATFORMS into dist/ with SHA256SUMS, built twice (second with an empty build cache) and compared
+	@if [ -n "$$(git status --porcelain 2>/dev/null)" ]; then \
+	  echo "release: warning: the work tree has uncommitted changes; the binaries say +dirty and no commit reproduces them"; \
+	fi
 	rm -rf $(DIST)
 	$(MAKE) release-build OUT=$(DIST)
 	@tmp=$$(mktemp -d); trap 'chmod -R u+w $$tmp; rm -rf $$tmp' EXIT; \

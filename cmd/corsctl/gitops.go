@@ -448,7 +448,35 @@ policy changed on corsd since, so what was reviewed is what is written.`,
 	return cmd
 }
 
+// diffEntry is one changed policy in diff's json and yaml output.
+type diffEntry struct {
+	Name    string   `json:"name"`
+	Action  string   `json:"action"` // create, update, delete
+	File    string   `json:"file,omitempty"`
+	Changes []string `json:"changes"` // as in the table: "+ origin https://a.example (credentials)"
+}
+
 func (a *app) printDiff(pl *plan) error {
+	if a.output != "table" {
+		entries := []diffEntry{}
+		for _, it := range pl.items {
+			if it.action == actionUnchanged {
+				continue
+			}
+			var lines strings.Builder
+			describeItem(&lines, it, "")
+			e := diffEntry{Name: it.name, Action: [...]string{"", "create", "update", "delete"}[it.action], File: it.file, Changes: []string{}}
+			for line := range strings.Lines(lines.String()) {
+				e.Changes = append(e.Changes, strings.TrimSuffix(line, "\n"))
+			}
+			entries = append(entries, e)
+		}
+		if err := a.printValue(entries); err != nil {
+			return err
+		}
+		a.noteExtra(pl)
+		return nil
+	}
 	var b strings.Builder
 	unchanged := 0
 	counts := map[planAction]int{}

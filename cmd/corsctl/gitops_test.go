@@ -62,6 +62,7 @@ func TestGitWorkflow(t *testing.T) {
 			}
 		}},
 		{name: "git-diff-prune", args: []string{"diff", "-f", dir, "--prune"}, wantCode: 1},
+		{name: "git-diff-json", args: []string{"diff", "-f", dir, "-o", "json"}, wantCode: 1},
 		{name: "git-apply-dry-run", args: []string{"apply", "-f", dir, "--prune", "--dry-run"}},
 		{name: "git-apply", args: []string{"apply", "-f", dir}},
 		{name: "git-diff-after-apply", args: []string{"diff", "-f", dir}},

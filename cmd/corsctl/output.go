@@ -253,11 +253,15 @@ func printChangeTable(w io.Writer, cs []*corsdv1.Change) error {
 // printValue writes a plain Go value (not a proto message) in the json or
 // yaml output format.
 func (a *app) printValue(v any) error {
-	j, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // "->" in diff lines, not "-\u003e"
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
 		return fmt.Errorf("corsctl: encode output: %w", err)
 	}
-	j = append(j, '\n')
+	j := buf.Bytes()
+	var err error
 	if a.output == "yaml" {
 		if j, err = yaml.JSONToYAML(j); err != nil {
 			return fmt.Errorf("corsctl: encode output: %w", err)

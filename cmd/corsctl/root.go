@@ -123,7 +123,6 @@ any other failure; 2 on a usage error.`
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return &usageError{err: err, cmd: cmd}
 	})
-	root.CompletionOptions.HiddenDefaultCmd = false
 
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.addr, "addr", "", "corsd gRPC address (default $CORSD_ADDR or "+defaultAddr+")")
