@@ -418,6 +418,11 @@ func TestConsole(t *testing.T) {
 		}
 	})
 
+	step("a revoked token signs the console out", func(t *testing.T) {
+		run(ctx, t, js(`sessionStorage.setItem("corsd.token", "revoked-token-0123456789")`), chromedp.Click(chromedp.CSS("#t-run")))
+		waitText(ctx, t, "#signin-error", "no longer accepted")
+	})
+
 	step("a page on an untrusted origin cannot call the API", func(t *testing.T) {
 		api := "http://" + e.corsd.HTTPAddr + "/corsd.v1.PolicyService/ListPolicies"
 		for _, spec := range []fetchSpec{
