@@ -11,12 +11,17 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 	"github.com/corsd/corsd/server/console"
+	"github.com/corsd/corsd/store/boltstore"
 )
 
 // httpEnv is env with the HTTP port (API and console) served on 127.0.0.1.
@@ -455,6 +460,78 @@ func FuzzSameHost(f *testing.F) {
 		}
 		if host == "" || !strings.HasSuffix(strings.ToLower(origin), "://"+strings.ToLower(host)) {
 			t.Errorf("sameHost(%q, %q) = true", origin, host)
+		}
+	})
+}
+
+// BenchmarkCheckOriginTransport compares one CheckOrigin call over gRPC and
+// over the JSON/HTTP API, both on loopback TCP against the same server: the
+// cost of transcoding.
+func BenchmarkCheckOriginTransport(b *testing.B) {
+	bs, err := boltstore.Open(filepath.Join(b.TempDir(), "corsd.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = bs.Close() })
+	srv, err := New(bs, WithLogger(discardLogger()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = srv.Close() })
+	gs := grpc.NewServer(srv.ServerOptions()...)
+	srv.Register(gs)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = gs.Serve(lis) }()
+	b.Cleanup(gs.Stop)
+	h, err := srv.NewHTTPHandler(WithHTTPAPI(gs))
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httptest.NewServer(h)
+	b.Cleanup(hs.Close)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = conn.Close() })
+	ctx := context.Background()
+	if err := srv.WaitReady(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := corsdv1.NewPolicyServiceClient(conn).CreatePolicy(ctx, &corsdv1.CreatePolicyRequest{PolicyId: "bench", Policy: &corsdv1.Policy{Origins: []*corsdv1.OriginRule{{Pattern: "https://app.example.com", AllowCredentials: true}}}}); err != nil {
+		b.Fatal(err)
+	}
+	e := struct {
+		dec corsdv1.DecisionServiceClient
+		url string
+	}{corsdv1.NewDecisionServiceClient(conn), hs.URL}
+	req := &corsdv1.CheckOriginRequest{Policy: "policies/bench", Method: "GET", Origin: "https://app.example.com"}
+	b.Run("grpc", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			resp, err := e.dec.CheckOrigin(ctx, req)
+			if err != nil || !resp.GetDecision().GetAllowed() {
+				b.Fatalf("CheckOrigin: %v %v", resp, err)
+			}
+		}
+	})
+	b.Run("json-http", func(b *testing.B) {
+		b.ReportAllocs()
+		body := []byte(`{"policy":"policies/bench","method":"GET","origin":"https://app.example.com"}`)
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+		for b.Loop() {
+			resp, err := client.Post(e.url+"/corsd.v1.DecisionService/CheckOrigin", "application/json", bytes.NewReader(body))
+			if err != nil {
+				b.Fatal(err)
+			}
+			out, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || !bytes.Contains(out, []byte(`"allowed":true`)) {
+				b.Fatalf("CheckOrigin: %d %s", resp.StatusCode, out)
+			}
 		}
 	})
 }

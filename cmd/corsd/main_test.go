@@ -587,3 +587,43 @@ func TestRunReloadsOnSIGHUP(t *testing.T) {
 		t.Errorf("after a refused reload: %v", err)
 	}
 }
+
+// TestRunHTTPAPIAndConsole checks what the flags put on the HTTP port: the
+// API and the console by default on loopback, each of them off on request.
+func TestRunHTTPAPIAndConsole(t *testing.T) {
+	tests := []struct {
+		name                 string
+		args                 []string
+		wantAPI, wantConsole int
+	}{
+		{name: "defaults on loopback", wantAPI: http.StatusOK, wantConsole: http.StatusOK},
+		{name: "console off", args: []string{"--console=false"}, wantAPI: http.StatusOK, wantConsole: http.StatusNotFound},
+		{name: "API off", args: []string{"--http-api=false", "--console=false"}, wantAPI: http.StatusNotFound, wantConsole: http.StatusNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := start(t, append([]string{"--db", filepath.Join(t.TempDir(), "corsd.db")}, tt.args...)...)
+			resp, err := http.Post("http://"+d.http+"/corsd.v1.PolicyService/ListPolicies", "application/json", strings.NewReader("{}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			if resp.StatusCode != tt.wantAPI {
+				t.Errorf("ListPolicies over HTTP: %s, want %d", resp.Status, tt.wantAPI)
+			}
+			resp, err = http.Get("http://" + d.http + "/console/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			if resp.StatusCode != tt.wantConsole {
+				t.Errorf("GET /console/: %s, want %d", resp.Status, tt.wantConsole)
+			}
+			if resp, err := http.Get("http://" + d.http + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+				t.Errorf("/healthz: %v %v", resp, err)
+			} else {
+				_ = resp.Body.Close()
+			}
+		})
+	}
+}

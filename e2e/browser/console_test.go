@@ -224,6 +224,12 @@ func TestConsole(t *testing.T) {
 		waitText(ctx, t, "#count", "1 of 2")
 		e.shot(t, ctx, "policies-search")
 		run(ctx, t, fill("#search", ""))
+		// A new policy, from the list page.
+		run(ctx, t, fill("#new-id", "storefront"), chromedp.Click(chromedp.CSS("#new-policy button[type=submit]")), chromedp.WaitVisible(chromedp.CSS("#add-pattern")))
+		waitText(ctx, t, "#policy-title", "storefront")
+		if out := e.ctl(t, "policies", "list"); !strings.Contains(out, "storefront") {
+			t.Errorf("the new policy is not stored:\n%s", out)
+		}
 	})
 
 	step("add an origin with credentials", func(t *testing.T) {
@@ -306,11 +312,15 @@ func TestConsole(t *testing.T) {
 		run(ctx, t, chromedp.Click(chromedp.CSS("#stale-reload")))
 		waitText(ctx, t, "#origins", "https://other.example.com")
 		run(ctx, t, fill("#methods", ""), chromedp.SendKeys(chromedp.CSS("#methods"), "PUT, DELETE"),
-			fill("#max-age", "600"), chromedp.Click(chromedp.CSS("#save-settings")))
+			fill("#max-age", "600"), fill("#mode", "MODE_REPORT_ONLY"), chromedp.Click(chromedp.CSS("#save-settings")))
 		waitText(ctx, t, "#notice", "Saved")
-		if out := e.ctl(t, "policies", "get", "acme", "-o", "json"); !strings.Contains(out, "DELETE") {
+		out = e.ctl(t, "policies", "get", "acme", "-o", "json")
+		if !strings.Contains(out, "DELETE") || !strings.Contains(out, "REPORT_ONLY") {
 			t.Errorf("the edit after reload was not stored:\n%s", out)
 		}
+		// Back to enforce, for the request tester.
+		run(ctx, t, fill("#mode", "MODE_ENFORCE"), chromedp.Click(chromedp.CSS("#save-settings")))
+		waitText(ctx, t, "#audit", "mode: report-only → enforce")
 	})
 
 	step("the audit log shows who changed what", func(t *testing.T) {
@@ -406,6 +416,11 @@ func TestConsole(t *testing.T) {
 		if err != nil || code != "permission_denied" {
 			t.Errorf("AddOrigin with the read-only token: %q, %v; want permission_denied", code, err)
 		}
+	})
+
+	step("a revoked token signs the console out", func(t *testing.T) {
+		run(ctx, t, js(`sessionStorage.setItem("corsd.token", "revoked-token-0123456789")`), chromedp.Click(chromedp.CSS("#t-run")))
+		waitText(ctx, t, "#signin-error", "no longer accepted")
 	})
 
 	step("a page on an untrusted origin cannot call the API", func(t *testing.T) {

@@ -61,7 +61,12 @@ export async function call(service, method, req) {
   } catch {
     // not JSON: a proxy's error page
   }
-  if (!resp.ok) throw toError(body, resp.status);
+  if (!resp.ok) {
+    const err = toError(body, resp.status);
+    // A token revoked or rotated while the page is open: sign in again.
+    if (err.code === "unauthenticated" && token()) window.dispatchEvent(new CustomEvent("corsd:unauthenticated", { detail: err.message }));
+    throw err;
+  }
   return body;
 }
 

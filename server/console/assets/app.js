@@ -66,7 +66,10 @@ const KIND = { CHANGE_KIND_CREATE: "created", CHANGE_KIND_UPDATE: "updated", CHA
 // ---- sign-in -------------------------------------------------------------
 
 async function boot() {
-  signOutBtn.addEventListener("click", signOut);
+  signOutBtn.addEventListener("click", () => signOut(""));
+  window.addEventListener("corsd:unauthenticated", () => {
+    if (state.signedIn) signOut("Your token is no longer accepted; sign in again.");
+  });
   window.addEventListener("hashchange", () => render());
   try {
     await loadPolicies();
@@ -92,7 +95,7 @@ async function signedIn() {
   render();
 }
 
-function signOut() {
+function signOut(message) {
   api.setToken("");
   if (state.live) state.live.abort();
   state.signedIn = false;
@@ -101,7 +104,7 @@ function signOut() {
   who.textContent = "";
   liveEl.textContent = "";
   signOutBtn.hidden = true;
-  renderSignIn("");
+  renderSignIn(message);
 }
 
 function renderSignIn(error) {
