@@ -36,7 +36,7 @@ func bigDB(t *testing.T) ([]byte, int64) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(path) //nolint:gosec // G304: the test's own file
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestOpenDamagedFile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hwm = max(hwm, int64(m.pgid)*ps) //nolint:gosec // G115: a small test file
+		hwm = max(hwm, int64(m.pgid)*ps)
 	}
 	both := wreck(0)
 	both[ps+pageHeaderSize+20] ^= 0xff
@@ -110,7 +110,7 @@ func TestOpenDamagedFile(t *testing.T) {
 			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), tt.wantMsg) || !strings.Contains(err.Error(), "restore it from a backup") {
 				t.Errorf("Open() = %v, want ErrCorrupt saying %q and how to restore", err, tt.wantMsg)
 			}
-			if got, _ := os.ReadFile(path); !bytes.Equal(got, tt.data) { //nolint:gosec // G304: the test's own file
+			if got, _ := os.ReadFile(path); !bytes.Equal(got, tt.data) {
 				t.Error("the refused file changed")
 			}
 			if err := Verify(path); !errors.Is(err, ErrCorrupt) {
@@ -181,7 +181,7 @@ func FuzzCheckHeader(f *testing.F) {
 // bit rot in the records that hold it.
 func damage(t *testing.T, path, marker string) {
 	t.Helper()
-	data, err := os.ReadFile(path) //nolint:gosec // G304: the test's own file
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +344,7 @@ func FuzzOpenFile(f *testing.F) {
 	if err := s.Close(); err != nil {
 		f.Fatal(err)
 	}
-	good, err := os.ReadFile(seed) //nolint:gosec // G304: the test's own file
+	good, err := os.ReadFile(seed)
 	if err != nil {
 		f.Fatal(err)
 	}
