@@ -194,7 +194,10 @@ func TestGrpcurl(t *testing.T) {
 	})
 
 	t.Run("ReportDecisions", func(t *testing.T) {
-		resp := g.ok(t, nil, "corsd.v1.DecisionService/ReportDecisions", `{"reporter":"grpcurl","reports":[`+
+		// Tokens are configured: a report needs the check scope even with
+		// decisions open.
+		g.fails(t, nil, "corsd.v1.DecisionService/ReportDecisions", `{"reporter":"grpcurl","reports":[{"policy":"policies/acme","kind":"DECISION_KIND_ACTUAL","reason":"REASON_ALLOWED","allowed":true,"count":"1"}]}`, "Unauthenticated")
+		resp := g.ok(t, auth, "corsd.v1.DecisionService/ReportDecisions", `{"reporter":"grpcurl","reports":[`+
 			`{"policy":"policies/acme","policyRevision":"2","kind":"DECISION_KIND_ACTUAL","reason":"REASON_ORIGIN_NOT_ALLOWED","origin":"https://evil.example","reportOnly":true,"count":"3"},`+
 			`{"policy":"policies/gone","kind":"DECISION_KIND_ACTUAL","reason":"REASON_ALLOWED","allowed":true,"count":"1"}]}`)
 		if get(resp, "recorded") != float64(1) || get(resp, "dropped") != float64(1) {
@@ -205,7 +208,7 @@ func TestGrpcurl(t *testing.T) {
 		if _, err := d.Logs().Wait(ctx, "reported decision"); err != nil {
 			t.Errorf("no 'reported decision' log line (%v); logs:\n%s", err, d.Logs())
 		}
-		_, errOut, ok := g.call(t, nil, "corsd.v1.DecisionService/ReportDecisions", `{"reports":[{"policy":"acme","count":"0"}]}`)
+		_, errOut, ok := g.call(t, auth, "corsd.v1.DecisionService/ReportDecisions", `{"reports":[{"policy":"acme","count":"0"}]}`)
 		for _, want := range []string{"Code: InvalidArgument", "reports[0].policy", "reports[0].kind", "reports[0].reason", "reports[0].count"} {
 			if ok || !strings.Contains(errOut, want) {
 				t.Errorf("ReportDecisions with a bad report: want %q in:\n%s", want, errOut)

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/corsd/corsd/policy"
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
@@ -183,4 +184,22 @@ func TestDescriptionBounded(t *testing.T) {
 	}
 	p.Description = strings.Repeat("x", policy.MaxDescriptionLength)
 	e.create("acme", p)
+}
+
+// TestUpdateMaskBounded: an update mask of 50,000 paths answered one
+// violation each; past maxMaskPaths it is one violation.
+func TestUpdateMaskBounded(t *testing.T) {
+	e := newTokenEnv(t)
+	e.create("acme", acme())
+	paths := make([]string, 50_000)
+	for i := range paths {
+		paths[i] = fmt.Sprintf("nope%d", i)
+	}
+	_, err := e.policy.UpdatePolicy(e.admin(), &corsdv1.UpdatePolicyRequest{
+		Policy: &corsdv1.Policy{Name: "policies/acme"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: paths},
+	})
+	st := wantCode(t, err, codes.InvalidArgument)
+	if v := violations(t, st); len(v) != 1 || !strings.Contains(v["update_mask.paths"], "more than the limit") {
+		t.Errorf("violations %v, want one on update_mask.paths", v)
+	}
 }

@@ -32,6 +32,8 @@ const (
 	// time, so that a page of large items stops early instead of decoding
 	// a thousand of them.
 	listChunk = 32
+	// maxMaskPaths bounds an update mask: Policy has far fewer fields.
+	maxMaskPaths = 64
 	// itemOverhead is a repeated field's tag and length prefix, at most.
 	itemOverhead = 6
 )
@@ -241,6 +243,9 @@ func (ps *policyService) fitList(ctx context.Context, n int, token string, budge
 func maskFields(m *fieldmaskpb.FieldMask) ([]protoreflect.FieldDescriptor, error) {
 	if len(m.GetPaths()) == 0 {
 		return writableFields(), nil
+	}
+	if n := len(m.GetPaths()); n > maxMaskPaths {
+		return nil, badField("update_mask.paths", "", fmt.Sprintf("has %d paths, more than the limit of %d", n, maxMaskPaths), "name each field of Policy once, or use \"*\"")
 	}
 	desc := (&corsdv1.Policy{}).ProtoReflect().Descriptor().Fields()
 	seen := map[protoreflect.Name]bool{}

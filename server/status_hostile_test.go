@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -91,7 +92,7 @@ type fullStore struct {
 
 func (f fullStore) err() error {
 	if f.textOnly {
-		return fmt.Errorf("boltstore: create: commit: file resize error: truncate /data/corsd.db: %s", syscall.ENOSPC)
+		return errors.New("boltstore: create: commit: file resize error: truncate /data/corsd.db: " + syscall.ENOSPC.Error())
 	}
 	return fmt.Errorf("boltstore: create: commit: %w", &os.PathError{Op: "write", Path: "/data/corsd.db", Err: syscall.ENOSPC})
 }

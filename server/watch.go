@@ -143,7 +143,8 @@ func (s *watchSender) close(stalled bool) {
 	s.timer.Reset(s.timeout)
 	defer s.timer.Stop()
 	select {
-	case <-s.done:
+	case err := <-s.done:
+		_ = err // the handler returns its own error, not the last send's
 	case <-s.timer.C:
 	}
 }

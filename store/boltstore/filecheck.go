@@ -97,7 +97,7 @@ func checkHeader(r io.ReaderAt, size int64, path string) error {
 	if m.pgid < 2 {
 		return fmt.Errorf("%w: %s: the meta page says the file has %d pages: %s", ErrCorrupt, path, m.pgid, restoreAdvice)
 	}
-	if m.pgid > uint64(size)/uint64(pageSize) { //nolint:gosec // G115: both are positive
+	if m.pgid > uint64(size)/uint64(pageSize) {
 		return fmt.Errorf("%w: %s: the file is %d bytes long but its last transaction needs %d pages of %d bytes: it was truncated: %s",
 			ErrCorrupt, path, size, m.pgid, pageSize, restoreAdvice)
 	}
