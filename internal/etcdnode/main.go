@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -86,7 +87,10 @@ func run(args []string, stderr io.Writer) int {
 		log.Error("etcdnode: start", "err", err)
 		return 1
 	}
-	defer e.Close()
+	// Close panics when called twice.
+	var closeOnce sync.Once
+	closeEtcd := func() { closeOnce.Do(e.Close) }
+	defer closeEtcd()
 	select {
 	case <-e.Server.ReadyNotify():
 		log.Info("ready", "name", *name, "client_url", cu.String(), "member_id", fmt.Sprintf("%x", uint64(e.Server.MemberID())))
@@ -108,7 +112,7 @@ func run(args []string, stderr io.Writer) int {
 		}
 	case <-ctx.Done():
 	}
-	e.Close()
+	closeEtcd()
 	log.Info("stopped")
 	return 0
 }
