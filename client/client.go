@@ -208,6 +208,7 @@ func Dial(target string, opts ...DialOption) (*Client, error) {
 		// The service config is ours, never one published in DNS.
 		grpc.WithDisableServiceConfig(),
 		grpc.WithDefaultServiceConfig(serviceConfig),
+		grpc.WithChainUnaryInterceptor(plainStatus),
 		// gRPC's default reconnection backoff grows to two minutes: too
 		// slow for a Watcher to notice that corsd is back.
 		grpc.WithConnectParams(grpc.ConnectParams{
@@ -287,6 +288,24 @@ const serviceConfig = `{
     }
   }]
 }`
+
+// plainStatus returns a retried call's error as the status error it wraps:
+// gRPC prefixes it with "max retries exhausted", which callers that print
+// or compare status errors do not expect.
+func plainStatus(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	err := invoker(ctx, method, req, reply, cc, opts...)
+	if err == nil {
+		return nil
+	}
+	// status.FromError would keep the prefix in the message.
+	if se, ok := errors.AsType[interface {
+		error
+		GRPCStatus() *status.Status
+	}](err); ok {
+		return se.GRPCStatus().Err()
+	}
+	return err
+}
 
 // splitEndpoints returns the replicas of a comma-separated target
 // ("h1:p,h2:p"), or nil for any other target (one address, or one with a
