@@ -1,0 +1,471 @@
+//go:build etcdstore
+
+// The replica tests need corsd's etcd backend (corsd --store etcd://...).
+// Until it is merged they build only with -tags etcdstore (make ha).
+
+package e2e
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/corsd/corsd/client"
+	"github.com/corsd/corsd/internal/corsdtest"
+	"github.com/corsd/corsd/policy"
+	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
+)
+
+var haRounds = flag.Int("ha-rounds", 2, "kill rounds of TestReplicasHA (make ha runs 20)")
+
+const (
+	haPolicy = "policies/acme"
+	// fixedOrigin is trusted from the start: every ext_authz call asks
+	// about it, so every answer must allow it.
+	fixedOrigin = "https://fixed.acme.example"
+)
+
+// replicas are corsd processes sharing one etcd cluster.
+type replicas struct {
+	t    *testing.T
+	bin  string
+	args []string
+
+	mu sync.Mutex
+	ds []*corsdtest.Daemon
+}
+
+func startReplicas(t *testing.T, etcd *corsdtest.EtcdCluster, n int) *replicas {
+	t.Helper()
+	rs := &replicas{
+		t:    t,
+		bin:  corsdtest.MustBuild(t, "./cmd/corsd"),
+		args: []string{"--store", etcd.StoreURL("corsd-" + strings.ToLower(t.Name()))},
+	}
+	for range n {
+		rs.ds = append(rs.ds, corsdtest.MustStart(t, rs.bin, rs.args...))
+	}
+	return rs
+}
+
+func (rs *replicas) get(i int) *corsdtest.Daemon {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.ds[i]
+}
+
+// restart starts replica i again (on new ports) after it was killed.
+func (rs *replicas) restart(i int) {
+	rs.t.Helper()
+	d := corsdtest.MustStart(rs.t, rs.bin, rs.args...)
+	rs.mu.Lock()
+	rs.ds[i] = d
+	rs.mu.Unlock()
+}
+
+func (rs *replicas) addrs() []string {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	var a []string
+	for _, d := range rs.ds {
+		a = append(a, d.GRPCAddr)
+	}
+	return a
+}
+
+func dial(t *testing.T, target string) *client.Client {
+	t.Helper()
+	c, err := client.Dial(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// snapshotRevision reads corsd_snapshot_revision from a replica's /metrics.
+func snapshotRevision(ctx context.Context, d *corsdtest.Daemon) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.HTTPAddr+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "corsd_snapshot_revision "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int64(f), err
+		}
+	}
+	return 0, fmt.Errorf("no corsd_snapshot_revision in %s/metrics", d.HTTPAddr)
+}
+
+// waitConverged waits until every replica's snapshot is at the same
+// revision, and returns it.
+func waitConverged(t *testing.T, rs *replicas) int64 {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var revs []int64
+		for i := range rs.ds {
+			r, err := snapshotRevision(t.Context(), rs.get(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			revs = append(revs, r)
+		}
+		if slices.Min(revs) == slices.Max(revs) {
+			return revs[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replicas did not converge: snapshot revisions %v", revs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// extAuthzCheck asks one replica what Envoy would for a GET from origin.
+func extAuthzCheck(ctx context.Context, ac authv3.AuthorizationClient, origin string) error {
+	resp, err := ac.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+		Method:  "GET",
+		Host:    "api.acme.example",
+		Path:    "/",
+		Headers: map[string]string{":authority": "api.acme.example", ":method": "GET", ":path": "/", "origin": origin},
+	}}}})
+	if err != nil {
+		return err
+	}
+	if resp.GetStatus().GetCode() != int32(codes.OK) {
+		return fmt.Errorf("denied: %v", resp.GetStatus())
+	}
+	for _, h := range resp.GetOkResponse().GetHeaders() {
+		if strings.EqualFold(h.GetHeader().GetKey(), "access-control-allow-origin") && h.GetHeader().GetValue() == origin {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s not allowed: %v", origin, resp.GetOkResponse())
+}
+
+// tally counts failures by reason.
+type tally struct {
+	mu    sync.Mutex
+	calls int
+	fails map[string]int
+}
+
+func (t *tally) add(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.calls++
+	if err == nil {
+		return
+	}
+	if t.fails == nil {
+		t.fails = map[string]int{}
+	}
+	t.fails[status.Code(err).String()+": "+status.Convert(err).Message()]++
+}
+
+func (t *tally) failed() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, c := range t.fails {
+		n += c
+	}
+	return n
+}
+
+func (t *tally) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return fmt.Sprintf("%d calls, failures %v", t.calls, t.fails)
+}
+
+// TestReplicasHA: three corsd replicas on a three-member etcd cluster, all
+// separate processes. Admin writers go through different replicas while
+// ext_authz calls go to every replica; each round SIGKILLs one replica and
+// one etcd member (the leader every other round) at random moments, then
+// restarts them. Afterwards every acknowledged write is present, every
+// replica is at the same revision and decides the same, and no ext_authz
+// call to a replica that was not killed failed.
+func TestReplicasHA(t *testing.T) {
+	etcd := corsdtest.MustStartEtcdCluster(t, 3)
+	rs := startReplicas(t, etcd, 3)
+	admin := dial(t, rs.get(0).GRPCAddr)
+	if _, err := admin.Policies().CreatePolicy(t.Context(), &corsdv1.CreatePolicyRequest{PolicyId: "acme", Policy: &corsdv1.Policy{
+		Hosts:   []string{"api.acme.example"},
+		Origins: []*corsdv1.OriginRule{{Pattern: fixedOrigin}},
+	}}); err != nil {
+		t.Fatalf("CreatePolicy: %v", err)
+	}
+
+	var (
+		ackMu sync.Mutex
+		acked []string
+	)
+	writes, checks := &tally{}, &tally{}
+	for round := range *haRounds {
+		victim := rand.IntN(3)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		var flowing sync.WaitGroup
+		flowing.Add(3)
+		for w := range 3 { // one writer through each replica
+			c := dial(t, rs.get(w).GRPCAddr)
+			wg.Go(func() {
+				first := true
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						if first {
+							flowing.Done()
+						}
+						return
+					default:
+					}
+					origin := fmt.Sprintf("https://r%d-w%d-%d.acme.example", round, w, i)
+					ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+					_, err := c.Policies().AddOrigin(ctx, &corsdv1.AddOriginRequest{Policy: haPolicy, Origin: &corsdv1.OriginRule{Pattern: origin}})
+					cancel()
+					writes.add(err)
+					if err == nil {
+						ackMu.Lock()
+						acked = append(acked, origin)
+						ackMu.Unlock()
+						if first {
+							first = false
+							flowing.Done()
+						}
+					} else if w == victim {
+						time.Sleep(10 * time.Millisecond) // its replica is gone
+					}
+				}
+			})
+		}
+		for i := range 3 { // ext_authz callers of every surviving replica
+			if i == victim {
+				continue
+			}
+			cc, err := grpc.NewClient(rs.get(i).GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ac := authv3.NewAuthorizationClient(cc)
+			wg.Go(func() {
+				defer func() { _ = cc.Close() }()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+					err := extAuthzCheck(ctx, ac, fixedOrigin)
+					cancel()
+					checks.add(err)
+					if err != nil {
+						t.Logf("round %d: ext_authz to surviving replica %d: %v", round, i, err)
+					}
+					time.Sleep(time.Millisecond)
+				}
+			})
+		}
+
+		flowing.Wait()
+		time.Sleep(time.Duration(rand.IntN(400)) * time.Millisecond)
+		member := rand.IntN(3)
+		if round%2 == 0 {
+			if l, err := etcd.Leader(t.Context()); err == nil {
+				member = l
+			}
+		}
+		// The two kills in a random order, a random moment apart.
+		kills := []func(){func() { rs.get(victim).Kill() }, func() { etcd.Members[member].Kill() }}
+		rand.Shuffle(len(kills), func(i, j int) { kills[i], kills[j] = kills[j], kills[i] })
+		kills[0]()
+		time.Sleep(time.Duration(rand.IntN(200)) * time.Millisecond)
+		kills[1]()
+		time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond)
+
+		if err := etcd.Members[member].Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if err := etcd.WaitHealthy(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		rs.restart(victim)
+		close(stop)
+		wg.Wait()
+		t.Logf("round %d: killed replica %d and etcd member %s; writes: %v; ext_authz to survivors: %v", round, victim, etcd.Members[member].Name, writes, checks)
+	}
+
+	rev := waitConverged(t, rs)
+	t.Logf("converged at revision %d; %d writes acknowledged", rev, len(acked))
+	if len(acked) == 0 {
+		t.Fatal("no write was acknowledged")
+	}
+	for i := range 3 {
+		c := dial(t, rs.get(i).GRPCAddr)
+		resp, err := c.Policies().GetPolicy(t.Context(), &corsdv1.GetPolicyRequest{Name: haPolicy})
+		if err != nil {
+			t.Fatalf("replica %d: GetPolicy: %v", i, err)
+		}
+		stored := map[string]bool{}
+		for _, o := range resp.GetPolicy().GetOrigins() {
+			stored[o.GetPattern()] = true
+		}
+		missing := 0
+		for _, o := range acked {
+			if !stored[o] {
+				missing++
+			}
+		}
+		if missing > 0 {
+			t.Errorf("replica %d: %d of %d acknowledged writes missing", i, missing, len(acked))
+		}
+		// Same decisions: a sample of acknowledged origins and one never
+		// written, asked of every replica.
+		sample := append([]string{"https://never.acme.example"}, acked[:min(len(acked), 50)]...)
+		for _, o := range sample {
+			d, err := c.CheckOrigin(t.Context(), &corsdv1.CheckOriginRequest{Policy: haPolicy, Method: "GET", Origin: o})
+			if err != nil {
+				t.Fatalf("replica %d: CheckOrigin(%s): %v", i, o, err)
+			}
+			if want := stored[o]; d.GetAllowed() != want {
+				t.Errorf("replica %d: CheckOrigin(%s).Allowed = %v, want %v", i, o, d.GetAllowed(), want)
+			}
+		}
+	}
+	t.Logf("writes: %v", writes)
+	t.Logf("ext_authz to surviving replicas: %v", checks)
+	if n := checks.failed(); n > 0 {
+		t.Errorf("%d ext_authz calls to surviving replicas failed: %v", n, checks)
+	}
+}
+
+// TestReplicasPropagation measures write-on-A → decision-on-B across
+// processes: the time from sending AddOrigin to replica A until replica B
+// first allows the origin.
+func TestReplicasPropagation(t *testing.T) {
+	etcd := corsdtest.MustStartEtcdCluster(t, 3)
+	rs := startReplicas(t, etcd, 2)
+	a, b := dial(t, rs.get(0).GRPCAddr), dial(t, rs.get(1).GRPCAddr)
+	if _, err := a.Policies().CreatePolicy(t.Context(), &corsdv1.CreatePolicyRequest{PolicyId: "acme", Policy: &corsdv1.Policy{}}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	var fromSend, fromAck []time.Duration
+	for i := range n {
+		origin := fmt.Sprintf("https://p%d.acme.example", i)
+		start := time.Now()
+		if _, err := a.Policies().AddOrigin(t.Context(), &corsdv1.AddOriginRequest{Policy: haPolicy, Origin: &corsdv1.OriginRule{Pattern: origin}}); err != nil {
+			t.Fatal(err)
+		}
+		acked := time.Now()
+		for {
+			d, err := b.CheckOrigin(t.Context(), &corsdv1.CheckOriginRequest{Policy: haPolicy, Method: "GET", Origin: origin})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.GetAllowed() {
+				break
+			}
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("replica B never allowed %s", origin)
+			}
+		}
+		now := time.Now()
+		fromSend, fromAck = append(fromSend, now.Sub(start)), append(fromAck, now.Sub(acked))
+	}
+	p := func(ds []time.Duration, q float64) time.Duration {
+		s := slices.Clone(ds)
+		slices.Sort(s)
+		return s[int(q*float64(len(s)-1))]
+	}
+	t.Logf("write on A -> decision on B, %d writes: from send p50 %v p99 %v max %v; from A's ack p50 %v p99 %v",
+		n, p(fromSend, 0.5), p(fromSend, 0.99), slices.Max(fromSend), p(fromAck, 0.5), p(fromAck, 0.99))
+	if p99 := p(fromSend, 0.99); p99 > 100*time.Millisecond {
+		t.Errorf("write on A -> decision on B p99 = %v, target < 100ms", p99)
+	}
+}
+
+// TestReplicasWatchResume: an SDK Watcher dialed to two replicas keeps its
+// snapshot current while each replica in turn is killed: its stream
+// resumes from its revision on the other one, with no resync.
+func TestReplicasWatchResume(t *testing.T) {
+	etcd := corsdtest.MustStartEtcdCluster(t, 3)
+	rs := startReplicas(t, etcd, 2)
+	admin := dial(t, rs.get(0).GRPCAddr)
+	if _, err := admin.Policies().CreatePolicy(t.Context(), &corsdv1.CreatePolicyRequest{PolicyId: "acme", Policy: &corsdv1.Policy{}}); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	var logMu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logs.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	c := dial(t, strings.Join(rs.addrs(), ","))
+	w, err := client.NewWatcher(c, []string{haPolicy}, client.WithLogger(logger), client.WithBackoff(20*time.Millisecond, 200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() { _ = w.Run(ctx) }()
+	if err := w.WaitReady(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for round, victim := range []int{0, 1, 0} {
+		other := 1 - victim
+		rs.get(victim).Kill()
+		writer := dial(t, rs.get(other).GRPCAddr)
+		origin := fmt.Sprintf("https://w%d.acme.example", round)
+		if _, err := writer.Policies().AddOrigin(t.Context(), &corsdv1.AddOriginRequest{Policy: haPolicy, Origin: &corsdv1.OriginRule{Pattern: origin}}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for !w.Policy(haPolicy).Check(policy.Request{Method: "GET", Origin: origin}).Allowed {
+			if time.Now().After(deadline) {
+				logMu.Lock()
+				t.Fatalf("round %d: the watcher never saw %s written through replica %d after replica %d died; logs:\n%s", round, origin, other, victim, logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		rs.restart(victim)
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if n := strings.Count(logs.String(), "watch synced"); n != 1 {
+		t.Errorf("the watcher synced %d times, want once (later streams resume from its revision)\n%s", n, logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
