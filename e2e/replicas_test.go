@@ -469,3 +469,121 @@ func TestReplicasWatchResume(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// httpGet returns the status and body of a GET to a replica's HTTP port.
+func httpGet(ctx context.Context, d *corsdtest.Daemon, path string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.HTTPAddr+path, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// TestReplicasEtcdDown: with every etcd member killed, replicas keep
+// deciding from their snapshot (CheckOrigin and ext_authz), writes fail
+// with Unavailable, /readyz stays 200 and says the store is unreachable,
+// corsd_store_reachable is 0 and the staleness grows, and a log line says
+// so; once etcd is back, writes succeed and both replicas converge.
+func TestReplicasEtcdDown(t *testing.T) {
+	etcd := corsdtest.MustStartEtcdCluster(t, 3)
+	rs := startReplicas(t, etcd, 2)
+	admin := dial(t, rs.get(0).GRPCAddr)
+	if _, err := admin.Policies().CreatePolicy(t.Context(), &corsdv1.CreatePolicyRequest{PolicyId: "acme", Policy: &corsdv1.Policy{
+		Hosts:   []string{"api.acme.example"},
+		Origins: []*corsdv1.OriginRule{{Pattern: fixedOrigin}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	rev := waitConverged(t, rs)
+	etcd.Kill()
+
+	for i := range 2 {
+		d := rs.get(i)
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			code, body, err := httpGet(t.Context(), d, "/readyz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code == http.StatusOK && strings.Contains(body, "store unreachable") {
+				if !strings.Contains(body, fmt.Sprintf("deciding from revision %d", rev)) {
+					t.Errorf("replica %d: /readyz = %q, want the snapshot's revision %d", i, body, rev)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %d: /readyz = %d %q 20s after etcd died, want 200 naming the outage", i, code, body)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if d.Logs().Find("store unreachable; deciding from the last snapshot, writes fail") == nil {
+			t.Errorf("replica %d logged no outage line", i)
+		}
+		_, metrics, err := httpGet(t.Context(), d, "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(metrics, "\ncorsd_store_reachable 0\n") {
+			t.Errorf("replica %d: corsd_store_reachable is not 0 during the outage", i)
+		}
+		c := dial(t, d.GRPCAddr)
+		dec, err := c.CheckOrigin(t.Context(), &corsdv1.CheckOriginRequest{Policy: haPolicy, Method: "GET", Origin: fixedOrigin})
+		if err != nil || !dec.GetAllowed() {
+			t.Errorf("replica %d: CheckOrigin during the outage = %v, %v; want allowed from the snapshot", i, dec, err)
+		}
+		cc, err := grpc.NewClient(d.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := extAuthzCheck(t.Context(), authv3.NewAuthorizationClient(cc), fixedOrigin); err != nil {
+			t.Errorf("replica %d: ext_authz during the outage: %v", i, err)
+		}
+		_ = cc.Close()
+		ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+		_, err = c.Policies().AddOrigin(ctx, &corsdv1.AddOriginRequest{Policy: haPolicy, Origin: &corsdv1.OriginRule{Pattern: "https://down.acme.example"}})
+		cancel()
+		if status.Code(err) != codes.Unavailable {
+			t.Errorf("replica %d: AddOrigin during the outage = %v, want Unavailable", i, err)
+		}
+	}
+
+	if err := etcd.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		_, err := admin.Policies().AddOrigin(ctx, &corsdv1.AddOriginRequest{Policy: haPolicy, Origin: &corsdv1.OriginRule{Pattern: "https://back.acme.example"}})
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("AddOrigin 30s after etcd came back: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	after := waitConverged(t, rs)
+	if after <= rev {
+		t.Errorf("revision after the outage = %d, want past %d", after, rev)
+	}
+	for i := range 2 {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			code, body, err := httpGet(t.Context(), rs.get(i), "/readyz")
+			if err == nil && code == http.StatusOK && body == "ready\n" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %d: /readyz after the outage = %d %q %v, want 200 ready", i, code, body, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}

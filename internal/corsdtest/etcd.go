@@ -150,6 +150,34 @@ func (c *EtcdCluster) StoreURL(prefix string) string {
 	return "etcd://" + strings.Join(c.Endpoints(), ",") + "/" + strings.TrimPrefix(prefix, "/")
 }
 
+// Restart starts every member that is not running, at once (a member
+// rejoining a cluster without quorum is ready only once a quorum runs),
+// and waits until the cluster is healthy.
+func (c *EtcdCluster) Restart(ctx context.Context) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, m := range c.Members {
+		if m.Running() {
+			continue
+		}
+		wg.Go(func() {
+			if err := m.Start(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return c.WaitHealthy(ctx)
+}
+
 // Kill kills every running member with SIGKILL.
 func (c *EtcdCluster) Kill() {
 	for _, m := range c.Members {

@@ -88,6 +88,14 @@ func TestEtcdCluster(t *testing.T) {
 	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "2" {
 		t.Errorf("Get(during) through the restarted member = %v, %v; want 2", resp, err)
 	}
+	// The whole cluster down, then back on its data.
+	c.Kill()
+	if err := c.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := get("during"); got != "2" {
+		t.Errorf("after a restart of the whole cluster, during = %q, want 2", got)
+	}
 	if got := c.StoreURL("corsd"); got != "etcd://"+c.Members[0].ClientAddr+","+c.Members[1].ClientAddr+","+c.Members[2].ClientAddr+"/corsd" {
 		t.Errorf("StoreURL = %q", got)
 	}
