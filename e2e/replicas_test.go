@@ -295,7 +295,16 @@ func TestReplicasHA(t *testing.T) {
 			})
 		}
 
-		flowing.Wait()
+		// Kill at a random moment once every writer got a write through.
+		flowed := make(chan struct{})
+		go func() { flowing.Wait(); close(flowed) }()
+		select {
+		case <-flowed:
+		case <-time.After(60 * time.Second):
+			close(stop)
+			wg.Wait()
+			t.Fatalf("round %d: a writer got no write through in 60s: %v", round, writes)
+		}
 		time.Sleep(time.Duration(rand.IntN(400)) * time.Millisecond)
 		member := rand.IntN(3)
 		if round%2 == 0 {
@@ -327,6 +336,9 @@ func TestReplicasHA(t *testing.T) {
 	t.Logf("converged at revision %d; %d writes acknowledged", rev, len(acked))
 	if len(acked) == 0 {
 		t.Fatal("no write was acknowledged")
+	}
+	if rev < int64(len(acked))+1 {
+		t.Errorf("converged at revision %d, below the %d acknowledged writes and the create", rev, len(acked))
 	}
 	for i := range 3 {
 		c := dial(t, rs.get(i).GRPCAddr)
