@@ -207,13 +207,13 @@ type gatedStore struct {
 	open chan struct{}
 }
 
-func (g *gatedStore) Watch(ctx context.Context, since int64) (store.Watch, error) {
+func (g *gatedStore) Watch(ctx context.Context, since int64, names ...string) (store.Watch, error) {
 	select {
 	case <-g.open:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	return g.Store.Watch(ctx, since)
+	return g.Store.Watch(ctx, since, names...)
 }
 
 var errInjected = errors.New("injected fault")
@@ -227,8 +227,8 @@ type laggingStore struct {
 	lag time.Duration
 }
 
-func (l *laggingStore) Watch(ctx context.Context, since int64) (store.Watch, error) {
-	w, err := l.Store.Watch(ctx, since)
+func (l *laggingStore) Watch(ctx context.Context, since int64, names ...string) (store.Watch, error) {
+	w, err := l.Store.Watch(ctx, since, names...)
 	if err != nil {
 		return nil, err
 	}

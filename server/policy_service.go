@@ -92,6 +92,9 @@ func (ps *policyService) createPolicy(ctx context.Context, req *corsdv1.CreatePo
 		} else if !isNotFound(err) {
 			return nil, err
 		}
+		if err := ps.s.checkHostsDryRun(norm); err != nil {
+			return nil, err
+		}
 		return norm, nil
 	}
 	start := time.Now()
@@ -105,27 +108,27 @@ func (ps *policyService) createPolicy(ctx context.Context, req *corsdv1.CreatePo
 	return stored, nil
 }
 
-// validate normalizes p (named name) and checks that no other policy
-// governs its hosts. Field paths in errors get prefix.
+// validate normalizes p (named name). Field paths in errors get prefix.
+// That no other policy governs its hosts is the store's to check, inside
+// the write transaction (a *store.HostConflictError).
 func (s *Server) validate(name string, p *corsdv1.Policy, prefix string) (*corsdv1.Policy, error) {
 	norm, _, err := policypb.Normalize(p)
 	if err != nil {
 		return nil, invalidPolicy(prefix, err)
 	}
 	norm.Name = name
-	e := &badRequestError{}
-	for i, h := range norm.GetHosts() {
-		if owner := s.live.hostOwner(name, h); owner != "" {
-			e.violations = append(e.violations, violation{
-				field:       fmt.Sprintf("%shosts[%d]", prefix, i),
-				description: fmt.Sprintf("host %q is already governed by %s; remove it from one of the two policies", h, owner),
-			})
+	return norm, nil
+}
+
+// checkHostsDryRun tells a validate_only call what the store would refuse,
+// as far as the snapshot knows: the store's error, from the snapshot.
+func (s *Server) checkHostsDryRun(p *corsdv1.Policy) error {
+	for i, h := range p.GetHosts() {
+		if owner := s.live.hostOwner(p.GetName(), h); owner != "" {
+			return fmt.Errorf("server: policy %q: %w", p.GetName(), &store.HostConflictError{Index: i, Host: h, Owner: owner})
 		}
 	}
-	if len(e.violations) > 0 {
-		return nil, e
-	}
-	return norm, nil
+	return nil
 }
 
 // GetPolicy returns one policy.
@@ -266,6 +269,9 @@ func (s *Server) dryRun(ctx context.Context, name string, pre store.Precondition
 		return nil, fmt.Errorf("server: %s: etag %q is stale: %w", name, pre.Etag, store.ErrConflict)
 	}
 	if err := mutate(cur); err != nil {
+		return nil, err
+	}
+	if err := s.checkHostsDryRun(cur); err != nil {
 		return nil, err
 	}
 	return cur, nil

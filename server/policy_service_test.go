@@ -58,10 +58,14 @@ func TestCreatePolicy(t *testing.T) {
 			wantFields: []string{"policy.origins[0].allow_credentials"},
 		},
 		{
-			name:       "host governed by another policy",
-			req:        &corsdv1.CreatePolicyRequest{PolicyId: "thief", Policy: &corsdv1.Policy{Hosts: []string{"other.example.com", "API.example.com"}}},
-			wantCode:   codes.InvalidArgument,
-			wantFields: []string{"policy.hosts[1]"},
+			name:     "host governed by another policy",
+			req:      &corsdv1.CreatePolicyRequest{PolicyId: "thief", Policy: &corsdv1.Policy{Hosts: []string{"other.example.com", "API.example.com"}}},
+			wantCode: codes.AlreadyExists,
+		},
+		{
+			name:     "host governed by another policy, validate only",
+			req:      &corsdv1.CreatePolicyRequest{PolicyId: "thief", Policy: &corsdv1.Policy{Hosts: []string{"API.example.com"}}, ValidateOnly: true},
+			wantCode: codes.AlreadyExists,
 		},
 	}
 	for _, tt := range tests {

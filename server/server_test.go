@@ -180,6 +180,9 @@ func TestToStatus(t *testing.T) {
 		{name: "store invalid argument", err: store.ErrInvalidArgument, want: codes.InvalidArgument},
 		{name: "too slow", err: store.ErrWatchTooSlow, want: codes.Unavailable},
 		{name: "closed", err: store.ErrClosed, want: codes.Unavailable},
+		{name: "store unavailable", err: fmt.Errorf("etcdstore: get: %w", store.ErrUnavailable), want: codes.Unavailable},
+		{name: "host conflict", err: fmt.Errorf("x: %w", &store.HostConflictError{Index: 1, Host: "a.example", Owner: "policies/a"}), want: codes.AlreadyExists},
+		{name: "restore into a store in use", err: store.ErrNotEmpty, want: codes.FailedPrecondition},
 		{name: "canceled", err: fmt.Errorf("x: %w", context.Canceled), want: codes.Canceled},
 		{name: "deadline", err: context.DeadlineExceeded, want: codes.DeadlineExceeded},
 		{name: "status passes through", err: status.Error(codes.ResourceExhausted, "x"), want: codes.ResourceExhausted},
@@ -213,7 +216,7 @@ type flakyStore struct {
 	watches   []int64
 }
 
-func (f *flakyStore) Watch(ctx context.Context, since int64) (store.Watch, error) {
+func (f *flakyStore) Watch(ctx context.Context, since int64, names ...string) (store.Watch, error) {
 	f.mu.Lock()
 	f.watches = append(f.watches, since)
 	if since > 0 && f.compacted {
@@ -224,7 +227,7 @@ func (f *flakyStore) Watch(ctx context.Context, since int64) (store.Watch, error
 	cut := make(chan struct{})
 	f.cuts = append(f.cuts, cut)
 	f.mu.Unlock()
-	w, err := f.Store.Watch(ctx, since)
+	w, err := f.Store.Watch(ctx, since, names...)
 	if err != nil {
 		return nil, err
 	}

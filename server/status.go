@@ -115,6 +115,11 @@ func toStatus(ctx context.Context, err error) error {
 	if fes := policy.FieldErrors(err); len(fes) > 0 {
 		return badRequestStatus(fieldViolations(fes, func(f string) string { return "policy." + f }))
 	}
+	if hce, ok := errors.AsType[*store.HostConflictError](err); ok {
+		// AlreadyExists, as for a taken name: hosts are unique like names
+		// (AIP-133), and retrying unchanged fails again.
+		return status.Errorf(codes.AlreadyExists, "policy.hosts[%d]: host %q is already governed by %s; remove it from one of the two policies", hce.Index, hce.Host, hce.Owner)
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
@@ -130,6 +135,13 @@ func toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, store.ErrClosed):
 		return status.Error(codes.Unavailable, "server: shutting down")
+	case errors.Is(err, store.ErrUnavailable):
+		// The policy store cannot be reached; decisions go on from the
+		// snapshot, writes can be retried later.
+		slog.WarnContext(ctx, "policy store unavailable", "err", err)
+		return status.Error(codes.Unavailable, "server: the policy store is unavailable; retry later")
+	case errors.Is(err, store.ErrNotEmpty):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, errNotReady):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, context.Canceled):

@@ -1,13 +1,62 @@
 // Package store defines how corsd persists policies: the Store interface
 // that every backend implements, its sentinel errors and its event types.
-// It imports no backend; see store/boltstore for the default one and
-// store/storetest for the conformance suite every backend must pass.
+// It imports no backend; see store/boltstore (the default, one bbolt file)
+// and store/etcdstore (several replicas on one etcd cluster), and
+// store/storetest, the conformance suite that checks this contract, and
+// only this contract, against every backend.
+//
+// # The contract
+//
+// Revisions. A store has one global revision: 0 when empty, and every
+// successful write (Create, Update, Delete, Restore excepted) takes exactly
+// the previous revision plus one, so revisions are strictly increasing and
+// dense, with no gap. A failed write consumes none. Dense revisions let a
+// watcher tell a gap from a quiet period; a backend whose native revisions
+// have gaps (etcd's are global to the cluster) keeps its own counter.
+//
+// Change log. Every write records a Change (revision, time, actor, kind,
+// name, policy before and after) in the same transaction as the write
+// itself: the change is durable exactly when the write is. The log is data
+// of corsd, pruned only by the retention the backend is configured with
+// (oldest first; the newest change is always kept), never by the backend's
+// own history compaction. Changes and Watch below a pruned revision fail
+// with ErrCompacted; the caller resyncs from revision 0.
+//
+// Uniqueness. Names are unique (ErrExists) and so are hosts: no two
+// policies govern the same host (compared without regard to case). Both are
+// checked inside the write transaction, so of two concurrent writes that
+// claim the same name or host, through one process or through two
+// replicas, exactly one wins; the other fails with a *HostConflictError
+// (which wraps ErrExists) and writes nothing.
+//
+// Watch. Watch(ctx, 0) streams one consistent state (EventSnapshot events,
+// then EventSynced with its revision) and then every later change. Watch
+// (ctx, since) streams every change after since, provided since is
+// retained. Either way, each change arrives once, in revision order, with
+// no gap; when names are given only their changes are delivered (revisions
+// then skip the others). Memory per watcher is bounded by a constant (the
+// watch buffer), not by the size of the store: the initial state is read
+// and sent one policy at a time. A watcher whose reader falls more than the
+// watch buffer behind is cut off with ErrWatchTooSlow and resumes from the
+// last revision it received.
+//
+// Errors. Backends wrap ErrNotFound, ErrExists, ErrConflict, ErrCompacted,
+// ErrWatchTooSlow, ErrClosed, ErrInvalidArgument and ErrUnavailable; their
+// own errors never leave the backend unwrapped. A failed write leaves the
+// store untouched.
+//
+// Backup. Backup writes the policies, the revision and the retained change
+// log of one consistent state in the backend-neutral format of
+// internal/backupfmt; Restore loads such a backup into an empty store of
+// any backend, with the same revisions, etags, times and change log.
 package store
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 )
@@ -32,7 +81,32 @@ var (
 	// the store did not issue, a negative page size or limit, a policy
 	// without a name); retrying it unchanged fails again.
 	ErrInvalidArgument = errors.New("store: invalid argument")
+	// ErrUnavailable: the backend cannot be reached (a network store that
+	// is down or partitioned). The call may succeed later; a write that
+	// fails with it may or may not have been applied only when the error
+	// says so (see the backend).
+	ErrUnavailable = errors.New("store: unavailable")
+	// ErrNotEmpty: Restore needs an empty store.
+	ErrNotEmpty = errors.New("store: not empty")
 )
+
+// HostConflictError is a write refused because another policy already
+// governs one of its hosts. It wraps ErrExists.
+type HostConflictError struct {
+	Index int    // index of the host in the written policy's hosts
+	Host  string // the host, as written
+	Owner string // the policy that governs it
+}
+
+func (e *HostConflictError) Error() string {
+	return fmt.Sprintf("store: host %q (hosts[%d]) is already governed by %s; remove it from one of the two policies", e.Host, e.Index, e.Owner)
+}
+
+// Unwrap makes errors.Is(err, ErrExists) hold.
+func (e *HostConflictError) Unwrap() error { return ErrExists }
+
+// HostKey is the form in which hosts are compared for uniqueness.
+func HostKey(host string) string { return strings.ToLower(host) }
 
 // Precondition makes a write conditional. The zero value is unconditional.
 type Precondition struct {
@@ -92,16 +166,18 @@ type Event struct {
 type Watch interface {
 	Events() <-chan Event
 	// Err returns nil while Events is open, then the reason it closed:
-	// context.Canceled, ErrWatchTooSlow or ErrClosed.
+	// context.Canceled, ErrWatchTooSlow, ErrCompacted, ErrUnavailable or
+	// ErrClosed.
 	Err() error
 }
 
-// Store persists policies. Every write is one transaction that assigns a new
-// global, monotonic revision and records a Change. Implementations are safe
-// for concurrent use.
+// Store persists policies under the contract in the package comment. Every
+// write is one transaction that assigns the next global revision and
+// records a Change. Implementations are safe for concurrent use.
 type Store interface {
 	// Create stores p under p.Name. It sets revision, etag, create_time and
-	// update_time, and returns the stored policy. ErrExists if taken.
+	// update_time, and returns the stored policy. ErrExists if the name is
+	// taken, a *HostConflictError if a host is.
 	Create(ctx context.Context, p *corsdv1.Policy) (*corsdv1.Policy, error)
 	// Get returns the stored policy or ErrNotFound.
 	Get(ctx context.Context, name string) (*corsdv1.Policy, error)
@@ -109,7 +185,8 @@ type Store interface {
 	List(ctx context.Context, pageSize int, pageToken string) (ListPage, error)
 	// Update applies mutate to a copy of the stored policy when pre holds,
 	// and stores the result. The name and output-only fields that mutate sets
-	// are ignored. ErrNotFound, ErrConflict, or mutate's error.
+	// are ignored. ErrNotFound, ErrConflict, a *HostConflictError, or
+	// mutate's error.
 	Update(ctx context.Context, name string, pre Precondition, mutate MutateFunc) (*corsdv1.Policy, error)
 	// Delete removes a policy when pre holds and returns the revision of the
 	// delete. ErrNotFound or ErrConflict.
@@ -121,10 +198,18 @@ type Store interface {
 	// Watch subscribes to the policies. since == 0: the current state as
 	// EventSnapshot events and an EventSynced, then every change. since > 0:
 	// every change after since; ErrCompacted if the log no longer holds it.
-	Watch(ctx context.Context, since int64) (Watch, error)
-	// Backup writes a consistent copy of the database to w while reads and
+	// With names, only those policies are read and delivered (the backend
+	// filters before decoding); without, every policy.
+	Watch(ctx context.Context, since int64, names ...string) (Watch, error)
+	// Backup writes one consistent state (policies, revision, retained
+	// change log) to w in the backend-neutral backup format while reads and
 	// writes go on, and returns the bytes written.
 	Backup(ctx context.Context, w io.Writer) (int64, error)
+	// Restore loads a backup written by any backend's Backup into this
+	// store, which must be empty (revision 0; else ErrNotEmpty). The store
+	// then has the backup's policies, revision and change log. A backup that
+	// does not check out fails with ErrInvalidArgument and writes nothing.
+	Restore(ctx context.Context, r io.Reader) error
 	// Close releases the store; later calls fail with ErrClosed.
 	Close() error
 }

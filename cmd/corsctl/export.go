@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/corsd/corsd/client"
+	"github.com/corsd/corsd/internal/backupfmt"
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
-	"github.com/corsd/corsd/store/boltstore"
 )
 
 func (a *app) exportCmd() *cobra.Command {
@@ -80,12 +80,15 @@ func (a *app) importCmd() *cobra.Command {
 func (a *app) backupCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "backup FILE",
-		Short: "Copy corsd's database to FILE while it serves; restore with corsd --restore-from FILE",
-		Long: `backup streams a consistent copy of corsd's whole database (policies, revisions and the
-change log) into FILE, readable by you only, while corsd goes on serving. The copy is
-checked before FILE is written: a failed backup never leaves a partial file.
+		Short: "Back corsd's store up to FILE while it serves; restore with corsd --restore-from FILE",
+		Long: `backup streams one consistent state of corsd's store (policies, revisions and the
+retained change log) into FILE, readable by you only, while corsd goes on serving. The
+format is the same for every store backend: a backup of a bbolt store restores into
+etcd and back. The backup is checked before FILE is written: a failed backup never
+leaves a partial file.
 
-Restore by starting corsd from it:  corsd --restore-from FILE --db NEW.db
+Restore by starting corsd from it into an empty store:
+  corsd --restore-from FILE --store bolt:NEW.db   (or --store etcd://HOST:2379/PREFIX)
 For a portable, human-readable copy of the policies only, use export / import.
 
 The backup needs a token with the read scope. It is not bounded by --timeout.`,
@@ -99,7 +102,7 @@ The backup needs a token with the read scope. It is not bounded by --timeout.`,
 			if err != nil {
 				return err
 			}
-			a.hintf("wrote %s (%d bytes), a verified copy of the database; restore with: corsd --restore-from %s --db NEW.db\n", args[0], n, args[0])
+			a.hintf("wrote %s (%d bytes), a verified backup; restore with: corsd --restore-from %s --store bolt:NEW.db\n", args[0], n, args[0])
 			return nil
 		},
 	}
@@ -142,11 +145,23 @@ func backupTo(ctx context.Context, c *client.Client, path string) (n int64, err 
 	if err = tmp.Close(); err != nil {
 		return 0, fmt.Errorf("corsctl: write backup: %w", err)
 	}
-	if err = boltstore.Verify(tmp.Name()); err != nil {
-		return 0, fmt.Errorf("corsctl: the copy received from corsd does not check out, nothing written: %w", err)
+	if err = verifyBackup(tmp.Name()); err != nil {
+		return 0, fmt.Errorf("corsctl: the backup received from corsd does not check out, nothing written: %w", err)
 	}
 	if err = os.Rename(tmp.Name(), path); err != nil {
 		return 0, fmt.Errorf("corsctl: write backup: %w", err)
 	}
 	return n, nil
+}
+
+// verifyBackup reads the backup at path through and checks its structure,
+// holding one record at a time.
+func verifyBackup(path string) error {
+	f, err := os.Open(path) //nolint:gosec // G304: the file corsctl just wrote
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	_, err = backupfmt.Verify(f)
+	return err
 }

@@ -287,14 +287,23 @@ func TestBackup(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("backup file mode %v, want 0600", fi.Mode().Perm())
 	}
-	if err := boltstore.Verify(path); err != nil {
-		t.Fatalf("boltstore.Verify(backup): %v", err)
+	if err := verifyBackup(path); err != nil {
+		t.Fatalf("verifyBackup(backup): %v", err)
 	}
-	st, err := boltstore.Open(path)
+	// Restore it through the Store interface into a new store.
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "restored.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = st.Close() }()
+	bf, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = bf.Close() }()
+	if err := st.Restore(t.Context(), bf); err != nil {
+		t.Fatalf("Restore(backup): %v", err)
+	}
 	page, err := st.List(t.Context(), 0, "")
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,14 @@ type config struct {
 	listen           string
 	httpListen       string
 	db               string
+	storeFlag        string
+	store            storeSpec // from --store or --db
+	etcdCert         string
+	etcdKey          string
+	etcdCA           string
+	etcdUsername     string
+	etcdPasswordFile string
+	etcdPasswordEnv  string // CORSD_ETCD_PASSWORD
 	tokensFile       string
 	tokensEnv        string // CORSD_TOKENS
 	decisionAuth     bool
@@ -49,7 +57,13 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8443", "gRPC listen address (host:port); a non-loopback address needs tokens")
 	fs.StringVar(&c.httpListen, "http-listen", "127.0.0.1:9090", "HTTP listen address for /metrics, /healthz and /readyz; empty disables it")
-	fs.StringVar(&c.db, "db", "corsd.db", "bbolt database file, created when missing")
+	fs.StringVar(&c.db, "db", "corsd.db", "bbolt database file, created when missing; the same as --store bolt:PATH")
+	fs.StringVar(&c.storeFlag, "store", "", "policy store: bolt:PATH (default bolt:corsd.db), or etcd://HOST:PORT[,HOST:PORT...]/PREFIX for several replicas")
+	fs.StringVar(&c.etcdCert, "etcd-cert", "", "client certificate (PEM) for etcd; with --etcd-key")
+	fs.StringVar(&c.etcdKey, "etcd-key", "", "client key (PEM) for etcd")
+	fs.StringVar(&c.etcdCA, "etcd-ca", "", "CA bundle (PEM) that signed etcd's server certificates; turns TLS on")
+	fs.StringVar(&c.etcdUsername, "etcd-username", "", "etcd user; the password comes from CORSD_ETCD_PASSWORD or --etcd-password-file")
+	fs.StringVar(&c.etcdPasswordFile, "etcd-password-file", "", "file holding the etcd password")
 	fs.StringVar(&c.tokensFile, "tokens-file", "", "YAML or JSON file of bearer tokens: a list of {name, token, scopes}")
 	fs.BoolVar(&c.decisionAuth, "decision-auth", false, "require a token with the check scope for decision and ext_authz calls")
 	fs.StringVar(&c.defaultPolicy, "default-policy", "", "policy applied when a request names none and no policy governs its host (policies/{id} or id)")
@@ -63,8 +77,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown waits for calls in flight")
 	fs.IntVar(&c.retainChanges, "retain-changes", boltstore.DefaultMaxChanges, "changes kept in the change log; 0 for no count limit")
 	fs.DurationVar(&c.retainAge, "retain-age", 0, "drop changes older than this from the change log; 0 for no age limit")
-	fs.StringVar(&c.restoreFrom, "restore-from", "", "restore the database from this backup file before opening it")
-	fs.BoolVar(&c.restoreOverwrite, "restore-overwrite", false, "let --restore-from replace an existing database file")
+	fs.StringVar(&c.restoreFrom, "restore-from", "", "load this backup (corsctl backup) into the store before serving; the store must be empty (a bolt file that does not exist yet, or an empty etcd prefix)")
+	fs.BoolVar(&c.restoreOverwrite, "restore-overwrite", false, "bolt: let --restore-from replace an existing database file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -89,6 +103,23 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 		}
 	})
 	c.tokensEnv, _ = lookupEnv("CORSD_TOKENS")
+	c.etcdPasswordEnv, _ = lookupEnv("CORSD_ETCD_PASSWORD")
+	dbGiven := given["db"]
+	if _, ok := lookupEnv("CORSD_DB"); ok {
+		dbGiven = true
+	}
+	switch {
+	case c.storeFlag != "":
+		spec, err := parseStore(c.storeFlag)
+		if err != nil {
+			errs = append(errs, err)
+		} else if dbGiven && (spec.kind != "bolt" || spec.path != c.db) {
+			errs = append(errs, fmt.Errorf("--db %q and --store %q name different stores; give one", c.db, c.storeFlag))
+		}
+		c.store = spec
+	default:
+		c.store = storeSpec{kind: "bolt", path: c.db}
+	}
 	if err := c.check(); err != nil {
 		errs = append(errs, err)
 	}
@@ -105,6 +136,19 @@ func (c *config) check() error {
 	}
 	if c.db == "" {
 		errs = append(errs, errors.New("--db is empty"))
+	}
+	if c.store.kind == "etcd" {
+		if c.retainAge > 0 {
+			errs = append(errs, errors.New("--retain-age is not supported with an etcd store yet; bound the change log with --retain-changes"))
+		}
+		if c.restoreOverwrite {
+			errs = append(errs, errors.New("--restore-overwrite applies to bolt stores; restore into an empty etcd prefix instead"))
+		}
+	} else if c.etcdCert != "" || c.etcdCA != "" || c.etcdUsername != "" || c.etcdPasswordFile != "" {
+		errs = append(errs, errors.New("--etcd-* flags need --store etcd://..."))
+	}
+	if (c.etcdCert == "") != (c.etcdKey == "") {
+		errs = append(errs, errors.New("--etcd-cert and --etcd-key go together"))
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))

@@ -1,14 +1,20 @@
 // Command corsd is the CORS policy decision daemon: it serves
 // corsd.v1.DecisionService, corsd.v1.PolicyService, Envoy's ext_authz v3,
 // gRPC health and reflection on one port, and /metrics, /healthz and
-// /readyz on a second, HTTP port, over an embedded bbolt store.
+// /readyz on a second, HTTP port, over an embedded bbolt store (the
+// default) or an etcd cluster shared by several replicas.
 //
 // Every flag has an environment fallback: --db is CORSD_DB, --tls-cert is
 // CORSD_TLS_CERT, and so on; a flag on the command line wins.
 //
 //	--listen            127.0.0.1:8443  gRPC address; non-loopback needs tokens
 //	--http-listen       127.0.0.1:9090  /metrics, /healthz, /readyz; "" disables
-//	--db                corsd.db        bbolt file, created when missing
+//	--db                corsd.db        bbolt file, created when missing (= --store bolt:PATH)
+//	--store             bolt:corsd.db   bolt:PATH, or etcd://HOST:PORT[,HOST:PORT...]/PREFIX
+//	--etcd-cert, --etcd-key             client certificate for etcd
+//	--etcd-ca                           CA of etcd's server certificates (turns TLS on)
+//	--etcd-username                     etcd user; password from CORSD_ETCD_PASSWORD
+//	--etcd-password-file                  or from this file, never from a flag
 //	--tokens-file                       YAML/JSON list of {name, token, scopes}
 //	CORSD_TOKENS (env only)             name:token:scope1+scope2,...
 //	--decision-auth     false           decisions and ext_authz need the check scope
@@ -22,8 +28,8 @@
 //	--shutdown-timeout  10s             graceful stop bound, then hard stop
 //	--retain-changes    100000          change-log entries kept; 0: no count limit
 //	--retain-age        0               drop older change-log entries; 0: no age limit
-//	--restore-from                      restore the database from a backup first
-//	--restore-overwrite false           let --restore-from replace an existing file
+//	--restore-from                      load a backup (corsctl backup) into the empty store first
+//	--restore-overwrite false           bolt: let --restore-from replace an existing file
 //
 // On start corsd logs one line per listener ("grpc listening", "http
 // listening", with addr) and "ready" once the policies are loaded. SIGINT or

@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/corsd/corsd/server"
-	"github.com/corsd/corsd/store/boltstore"
 )
 
 // serve runs the daemon with cfg until ctx ends.
@@ -61,22 +60,9 @@ func serve(ctx context.Context, cfg *config, stderr io.Writer) (err error) {
 		}
 	}
 
-	if cfg.restoreFrom != "" {
-		var ropts []boltstore.RestoreOption
-		if cfg.restoreOverwrite {
-			ropts = append(ropts, boltstore.Overwrite())
-		}
-		if err := boltstore.Restore(cfg.restoreFrom, cfg.db, ropts...); err != nil {
-			if errors.Is(err, boltstore.ErrExists) {
-				return fmt.Errorf("restore: %w; remove it, or add --restore-overwrite to replace it (and drop --restore-from afterwards, or every start restores again)", err)
-			}
-			return fmt.Errorf("restore: %w", err)
-		}
-		log.Info("database restored", "from", cfg.restoreFrom, "db", cfg.db)
-	}
-	st, err := boltstore.Open(cfg.db, boltstore.WithRetention(cfg.retainChanges, cfg.retainAge))
+	st, err := openStore(ctx, cfg, log)
 	if err != nil {
-		return fmt.Errorf("open store: %w", err)
+		return err
 	}
 	defer func() {
 		if cerr := st.Close(); cerr != nil && err == nil {

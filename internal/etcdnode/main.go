@@ -48,6 +48,7 @@ func run(args []string, stderr io.Writer) int {
 		tick     = fs.Uint("heartbeat-ms", 100, "heartbeat interval in milliseconds")
 		election = fs.Uint("election-ms", 1000, "election timeout in milliseconds")
 		logLevel = fs.String("log-level", "error", "etcd's log level: debug, info, warn, error")
+		maxReq   = fs.Uint("max-request-bytes", 16<<20, "largest request etcd accepts (corsd writes a large policy twice in one transaction)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -78,6 +79,7 @@ func run(args []string, stderr io.Writer) int {
 	cfg.InitialClusterToken = *token
 	cfg.TickMs, cfg.ElectionMs = *tick, *election
 	cfg.LogLevel = *logLevel
+	cfg.MaxRequestBytes = *maxReq
 	cfg.LogOutputs = []string{"stderr"}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -12,11 +12,13 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Backup writes a consistent copy of the database file to w, from one read
-// transaction, while reads and writes go on. The copy is itself a database
-// that Open and Restore accept. A long backup delays writes that must grow
-// the file beyond the reserved mapping until it ends.
-func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
+// BackupFile writes a consistent copy of the database file to w, from one
+// read transaction, while reads and writes go on. The copy is itself a
+// database that Open and Restore accept; it is bbolt's file format, which
+// only this package reads. Store.Backup writes the backend-neutral format
+// instead. A long copy delays writes that must grow the file beyond the
+// reserved mapping until it ends.
+func (s *Store) BackupFile(ctx context.Context, w io.Writer) (int64, error) {
 	if err := s.acquire(ctx, "backup"); err != nil {
 		return 0, err
 	}

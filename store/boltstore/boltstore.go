@@ -29,6 +29,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/corsd/corsd/store"
+	"github.com/corsd/corsd/store/internal/feed"
 )
 
 // Defaults of the options.
@@ -146,7 +147,7 @@ type Store struct {
 	path string
 	opts options
 
-	hub hub
+	hub feed.Hub
 	// writers counts writes in flight: a lone writer commits in its own
 	// goroutine, the others through the committer (see group.go).
 	writers   atomic.Int32
@@ -158,8 +159,6 @@ type Store struct {
 	closed    bool
 	closeOnce sync.Once
 	closeErr  error
-	// watchers counts running watcher goroutines; Close waits for them.
-	watchers sync.WaitGroup
 }
 
 var _ store.Store = (*Store)(nil)
@@ -193,8 +192,10 @@ func open(path string, o options) (*Store, error) {
 	err = safeTx(func() error {
 		return db.Update(func(tx *bolt.Tx) error {
 			var err error
-			rev, err = prepare(tx, path, o.migrations)
-			return err
+			if rev, err = prepare(tx, path, o.migrations); err != nil {
+				return err
+			}
+			return rebuildHosts(tx)
 		})
 	})
 	if err != nil {
@@ -202,7 +203,7 @@ func open(path string, o options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, path: path, opts: o}
-	s.hub.init(rev)
+	s.hub.Init("boltstore", rev)
 	return s, nil
 }
 
@@ -244,8 +245,7 @@ func safeTx(fn func() error) (err error) {
 // Close returns the first one's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.hub.closeAll()
-		s.watchers.Wait()
+		s.hub.Close() // ends the watches and waits for them
 		s.closeMu.Lock()
 		defer s.closeMu.Unlock()
 		s.closed = true

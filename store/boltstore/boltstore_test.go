@@ -65,14 +65,14 @@ func checkFile(t testing.TB, path string) {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store {
-		return openTemp(t, WithWatchBuffer(32))
-	})
-}
-
-func TestCompaction(t *testing.T) {
-	storetest.RunCompaction(t, func(t *testing.T, maxChanges int) store.Store {
-		return openTemp(t, WithRetention(maxChanges, 0))
+	storetest.Run(t, storetest.Config{
+		New: func(t *testing.T, o storetest.Options) store.Store {
+			opts := []Option{WithWatchBuffer(o.WatchBuffer)}
+			if o.MaxChanges > 0 {
+				opts = append(opts, WithRetention(o.MaxChanges, 0))
+			}
+			return openTemp(t, opts...)
+		},
 	})
 }
 
@@ -474,7 +474,7 @@ func TestBackupRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := src.Backup(ctx, f)
+	n, err := src.BackupFile(ctx, f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -574,7 +574,7 @@ func TestRestoreErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if _, err := s.Backup(ctx, &buf); err != nil {
+	if _, err := s.BackupFile(ctx, &buf); err != nil {
 		t.Fatal(err)
 	}
 	good := filepath.Join(dir, "good.db")

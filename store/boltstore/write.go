@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -28,7 +29,7 @@ func (s *Store) Create(ctx context.Context, p *corsdv1.Policy) (*corsdv1.Policy,
 			if tx.Bucket(bucketPolicies).Get([]byte(name)) != nil {
 				return fmt.Errorf("boltstore: policy %q: %w", name, store.ErrExists)
 			}
-			return nil
+			return checkHosts(tx, p)
 		},
 		apply: func(tx *bolt.Tx) error {
 			now, rev := s.now(), metaInt(tx, keyRevision)+1
@@ -36,6 +37,9 @@ func (s *Store) Create(ctx context.Context, p *corsdv1.Policy) (*corsdv1.Policy,
 			stamp(np, rev, timestamppb.New(now), now)
 			after, err := putPolicy(tx.Bucket(bucketPolicies), np)
 			if err != nil {
+				return err
+			}
+			if err := moveHosts(tx, name, nil, np.GetHosts()); err != nil {
 				return err
 			}
 			return s.record(tx, change{rev: rev, at: now, actor: actor, kind: corsdv1.ChangeKind_CHANGE_KIND_CREATE, name: name, after: after, policy: np})
@@ -56,9 +60,10 @@ func (s *Store) Update(ctx context.Context, name string, pre store.Precondition,
 	}
 	actor := store.Actor(ctx)
 	var (
-		np      *corsdv1.Policy
-		before  []byte
-		created *timestamppb.Timestamp
+		np       *corsdv1.Policy
+		before   []byte
+		oldHosts []string
+		created  *timestamppb.Timestamp
 	)
 	err := s.update(ctx, "update", write{
 		check: func(tx *bolt.Tx) error {
@@ -76,7 +81,12 @@ func (s *Store) Update(ctx context.Context, name string, pre store.Precondition,
 			}
 			created = proto.Clone(np.GetCreateTime()).(*timestamppb.Timestamp)
 			before = bytes.Clone(raw) // the Put below may reuse raw's memory
-			return mutate(np)         // its error as is, so the caller sees its own
+			oldHosts = slices.Clone(np.GetHosts())
+			if err := mutate(np); err != nil {
+				return err // as is, so the caller sees its own
+			}
+			np.Name = name
+			return checkHosts(tx, np)
 		},
 		apply: func(tx *bolt.Tx) error {
 			now, rev := s.now(), metaInt(tx, keyRevision)+1
@@ -84,6 +94,9 @@ func (s *Store) Update(ctx context.Context, name string, pre store.Precondition,
 			stamp(np, rev, created, now)
 			after, err := putPolicy(tx.Bucket(bucketPolicies), np)
 			if err != nil {
+				return err
+			}
+			if err := moveHosts(tx, name, oldHosts, np.GetHosts()); err != nil {
 				return err
 			}
 			return s.record(tx, change{rev: rev, at: now, actor: actor, kind: corsdv1.ChangeKind_CHANGE_KIND_UPDATE, name: name, before: before, after: after, policy: np})
@@ -99,8 +112,9 @@ func (s *Store) Update(ctx context.Context, name string, pre store.Precondition,
 func (s *Store) Delete(ctx context.Context, name string, pre store.Precondition) (int64, error) {
 	actor := store.Actor(ctx)
 	var (
-		before []byte
-		rev    int64
+		before   []byte
+		oldHosts []string
+		rev      int64
 	)
 	err := s.update(ctx, "delete", write{
 		check: func(tx *bolt.Tx) error {
@@ -116,11 +130,15 @@ func (s *Store) Delete(ctx context.Context, name string, pre store.Precondition)
 				return err
 			}
 			before = bytes.Clone(raw) // the Delete below may reuse raw's memory
+			oldHosts = cur.GetHosts()
 			return nil
 		},
 		apply: func(tx *bolt.Tx) error {
 			if err := tx.Bucket(bucketPolicies).Delete([]byte(name)); err != nil {
 				return fmt.Errorf("boltstore: delete policy %q: %w", name, err)
+			}
+			if err := moveHosts(tx, name, oldHosts, nil); err != nil {
+				return err
 			}
 			rev = metaInt(tx, keyRevision) + 1
 			return s.record(tx, change{rev: rev, at: s.now(), actor: actor, kind: corsdv1.ChangeKind_CHANGE_KIND_DELETE, name: name, before: before})
@@ -199,7 +217,7 @@ func (s *Store) record(tx *bolt.Tx, c change) error {
 		// Watchers share the event; the caller gets its own copy.
 		ev.Policy = proto.Clone(c.policy).(*corsdv1.Policy)
 	}
-	tx.OnCommit(func() { s.hub.commit(ev) })
+	tx.OnCommit(func() { s.hub.Commit(ev) })
 	return nil
 }
 

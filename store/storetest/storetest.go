@@ -1,19 +1,21 @@
 // Package storetest is the conformance suite that every store.Store backend
-// must pass. A backend's tests call Run (and RunCompaction when it supports
-// retention) with a constructor of fresh, empty stores:
+// must pass. It checks the contract written in package store, and only
+// that. A backend's tests call Run with a constructor of fresh, empty
+// stores that takes the suite's settings:
 //
 //	func TestConformance(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T) store.Store { return openTemp(t) })
+//		storetest.Run(t, storetest.Config{
+//			New: func(t *testing.T, o storetest.Options) store.Store { return openTemp(t, o) },
+//		})
 //	}
 //
-// The suite covers the contract of store.Store that does not depend on the
-// backend: CRUD, paging, preconditions, errors with nothing written,
-// revisions, the change log, watches (gap-free, duplicate-free, in order,
-// under concurrent writers), slow watchers, cancellation, Close and Backup.
-//
-// Revisions are dense: an empty store is at revision 0 and every write
-// takes the previous revision plus one, so a watcher can tell a gap from a
-// quiet period.
+// The suite covers CRUD, paging, preconditions, errors with nothing
+// written, dense revisions, the change log and its retention, name and host
+// uniqueness under concurrent writers (through one store, and through two
+// replicas when Config.Replica is set), watches (gap-free, duplicate-free,
+// in order, filtered by name, under concurrent writers, with memory per
+// watcher bounded), slow watchers, cancellation, Close, and Backup verified
+// by restoring it into a fresh store.
 package storetest
 
 import (
@@ -42,12 +44,42 @@ import (
 // running the suite may be busy.
 const eventTimeout = 15 * time.Second
 
-// Run runs the conformance suite. newStore must return a new, empty, open
-// store for each call; the suite closes it at the end of each subtest (the
-// constructor may register its own cleanup too, so Close must tolerate a
-// second call). To exercise slow watchers quickly, give the store a small
-// watch buffer (64 events or fewer).
-func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+// Options are the settings a test asks of a new store.
+type Options struct {
+	// MaxChanges is the change-log retention by count; 0 keeps the
+	// backend's default (at least 100,000 changes).
+	MaxChanges int
+	// WatchBuffer is how many events a watcher may have pending before it
+	// is cut off with store.ErrWatchTooSlow.
+	WatchBuffer int
+}
+
+// Config describes the backend under test.
+type Config struct {
+	// New returns a new, empty, open store with the given settings. The
+	// suite closes it at the end of each subtest (the constructor may
+	// register its own cleanup too, so Close must tolerate a second call).
+	New func(t *testing.T, o Options) store.Store
+	// Replica, when set, opens a second store on the same data as s (a
+	// second corsd replica on one etcd cluster). Writes through one must
+	// be seen by the other, and uniqueness must hold across both.
+	Replica func(t *testing.T, s store.Store, o Options) store.Store
+	// WatchBuffer is the watch buffer of the stores of most tests; small
+	// (64 or fewer) to exercise slow watchers quickly. Default 32.
+	WatchBuffer int
+}
+
+// Run runs the conformance suite.
+func Run(t *testing.T, cfg Config) {
+	if cfg.WatchBuffer == 0 {
+		cfg.WatchBuffer = 32
+	}
+	opts := Options{WatchBuffer: cfg.WatchBuffer}
+	newStore := func(t *testing.T) store.Store {
+		s := cfg.New(t, opts)
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, s store.Store)
@@ -68,38 +100,68 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ChangeLog", testChangeLog},
 		{"ChangesQuery", testChangesQuery},
 		{"NoLostUpdate", testNoLostUpdate},
+		{"HostUniqueness", testHostUniqueness},
+		{"ConcurrentHostClaims", func(t *testing.T, s store.Store) { testConcurrentClaims(t, s, s) }},
 		{"WatchFromZero", testWatchFromZero},
 		{"WatchFromRevision", testWatchFromRevision},
 		{"WatchFutureRevision", testWatchFutureRevision},
+		{"WatchNames", testWatchNames},
 		{"WatchConcurrent", testWatchConcurrent},
 		{"WatchSlowBeforeSynced", func(t *testing.T, s store.Store) { testWatchSlow(t, s, false) }},
 		{"WatchSlowAfterSynced", func(t *testing.T, s store.Store) { testWatchSlow(t, s, true) }},
+		{"WatchMemoryBounded", testWatchMemory},
 		{"WatchCancel", testWatchCancel},
 		{"WatchInvalid", testWatchInvalid},
-		{"Backup", testBackup},
+		{"Backup", func(t *testing.T, s store.Store) { testBackup(t, s, newStore(t), true) }},
+		{"BackupRestoreErrors", func(t *testing.T, s store.Store) { testRestoreErrors(t, s, newStore(t)) }},
 		{"Close", testClose},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newStore(t)
-			t.Cleanup(func() { _ = s.Close() })
-			tt.fn(t, s)
+			tt.fn(t, newStore(t))
 		})
 	}
-}
-
-// RunCompaction runs the retention tests. newStore must return a new,
-// empty store whose change log keeps only the newest maxChanges changes.
-func RunCompaction(t *testing.T, newStore func(t *testing.T, maxChanges int) store.Store) {
 	t.Run("ChangesCompacted", func(t *testing.T) {
-		s := newStore(t, 5)
+		s := cfg.New(t, Options{MaxChanges: 5, WatchBuffer: cfg.WatchBuffer})
 		t.Cleanup(func() { _ = s.Close() })
 		testChangesCompacted(t, s)
 	})
 	t.Run("WatchCompacted", func(t *testing.T) {
-		s := newStore(t, 5)
+		s := cfg.New(t, Options{MaxChanges: 5, WatchBuffer: cfg.WatchBuffer})
 		t.Cleanup(func() { _ = s.Close() })
 		testWatchCompacted(t, s)
+	})
+	t.Run("BackupCompacted", func(t *testing.T) {
+		s := cfg.New(t, Options{MaxChanges: 5, WatchBuffer: cfg.WatchBuffer})
+		t.Cleanup(func() { _ = s.Close() })
+		mustCreate(t, s, policy("policies/early"))
+		for i := range 9 {
+			if _, err := s.Update(t.Context(), "policies/early", store.Precondition{}, setDescription(strconv.Itoa(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		testBackup(t, s, newStore(t), false)
+	})
+	if cfg.Replica == nil {
+		return
+	}
+	replicaPair := func(t *testing.T) (store.Store, store.Store) {
+		a := newStore(t)
+		b := cfg.Replica(t, a, opts)
+		t.Cleanup(func() { _ = b.Close() })
+		return a, b
+	}
+	t.Run("ReplicaConcurrentClaims", func(t *testing.T) {
+		a, b := replicaPair(t)
+		testConcurrentClaims(t, a, b)
+	})
+	t.Run("ReplicaNoLostUpdate", func(t *testing.T) {
+		a, b := replicaPair(t)
+		testReplicaNoLostUpdate(t, a, b)
+	})
+	t.Run("ReplicaWatch", func(t *testing.T) {
+		a, b := replicaPair(t)
+		testReplicaWatch(t, a, b)
 	})
 }
 
@@ -1197,46 +1259,6 @@ func testWatchCancel(t *testing.T, s store.Store) {
 func testWatchInvalid(t *testing.T, s store.Store) {
 	_, err := s.Watch(t.Context(), -1)
 	wantErr(t, "Watch(-1)", err, store.ErrInvalidArgument)
-}
-
-func testBackup(t *testing.T, s store.Store) {
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	for i := range 50 {
-		mustCreate(t, s, policy(name(i), "https://a.example", "https://b.example"))
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for i := 0; ctx.Err() == nil; i++ {
-			if _, err := s.Update(ctx, name(i%50), store.Precondition{}, setDescription(strconv.Itoa(i))); err != nil && ctx.Err() == nil {
-				t.Errorf("Update() during backup = %v", err)
-				return
-			}
-		}
-	})
-	for range 3 {
-		var buf countingWriter
-		n, err := s.Backup(ctx, &buf)
-		if err != nil {
-			t.Fatalf("Backup() = %v", err)
-		}
-		if n == 0 || n != buf.n {
-			t.Errorf("Backup() = %d bytes, wrote %d; want the same, non-zero", n, buf.n)
-		}
-	}
-	cancel()
-	wg.Wait()
-	canceled, stop := context.WithCancel(t.Context())
-	stop()
-	_, err := s.Backup(canceled, io.Discard)
-	wantErr(t, "Backup(canceled)", err, context.Canceled)
-}
-
-type countingWriter struct{ n int64 }
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	c.n += int64(len(p))
-	return len(p), nil
 }
 
 func testClose(t *testing.T, s store.Store) {

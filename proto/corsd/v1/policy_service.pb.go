@@ -933,10 +933,10 @@ func (*BackupDatabaseRequest) Descriptor() ([]byte, []int) {
 	return file_corsd_v1_policy_service_proto_rawDescGZIP(), []int{16}
 }
 
-// BackupDatabaseResponse is one chunk of the database copy, in order.
+// BackupDatabaseResponse is one chunk of the backup, in order.
 type BackupDatabaseResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The next bytes of the file.
+	// The next bytes of the backup (see backup.proto for the format).
 	Data          []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -60,9 +60,11 @@ type PolicyServiceClient interface {
 	// ListChanges pages through the audit log in revision order. Fails with
 	// OUT_OF_RANGE when start_revision has been compacted away.
 	ListChanges(ctx context.Context, in *ListChangesRequest, opts ...grpc.CallOption) (*ListChangesResponse, error)
-	// BackupDatabase streams a consistent copy of the whole database file
-	// while the server goes on serving. Needs the `read` scope. Start a server
-	// from the copy with `corsd --restore-from FILE`.
+	// BackupDatabase streams a backup of one consistent state (policies,
+	// revision and retained change log) while the server goes on serving, in
+	// the backend-neutral format described in backup.proto: a backup taken
+	// from a bbolt store restores into etcd and back. Needs the `read` scope.
+	// Start a server from it with `corsd --restore-from FILE`.
 	BackupDatabase(ctx context.Context, in *BackupDatabaseRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupDatabaseResponse], error)
 }
 
@@ -203,9 +205,11 @@ type PolicyServiceServer interface {
 	// ListChanges pages through the audit log in revision order. Fails with
 	// OUT_OF_RANGE when start_revision has been compacted away.
 	ListChanges(context.Context, *ListChangesRequest) (*ListChangesResponse, error)
-	// BackupDatabase streams a consistent copy of the whole database file
-	// while the server goes on serving. Needs the `read` scope. Start a server
-	// from the copy with `corsd --restore-from FILE`.
+	// BackupDatabase streams a backup of one consistent state (policies,
+	// revision and retained change log) while the server goes on serving, in
+	// the backend-neutral format described in backup.proto: a backup taken
+	// from a bbolt store restores into etcd and back. Needs the `read` scope.
+	// Start a server from it with `corsd --restore-from FILE`.
 	BackupDatabase(*BackupDatabaseRequest, grpc.ServerStreamingServer[BackupDatabaseResponse]) error
 	mustEmbedUnimplementedPolicyServiceServer()
 }
