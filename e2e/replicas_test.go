@@ -70,10 +70,12 @@ func (rs *replicas) get(i int) *corsdtest.Daemon {
 	return rs.ds[i]
 }
 
-// restart starts replica i again (on new ports) after it was killed.
+// restart starts replica i again, on its ports, after it was killed:
+// clients dialed to every replica find it back.
 func (rs *replicas) restart(i int) {
 	rs.t.Helper()
-	d := corsdtest.MustStart(rs.t, rs.bin, rs.args...)
+	old := rs.get(i)
+	d := corsdtest.MustStart(rs.t, rs.bin, append(slices.Clone(rs.args), "--listen", old.GRPCAddr, "--http-listen", old.HTTPAddr)...)
 	rs.mu.Lock()
 	rs.ds[i] = d
 	rs.mu.Unlock()
@@ -161,7 +163,7 @@ func extAuthzCheck(ctx context.Context, ac authv3.AuthorizationClient, origin st
 	if resp.GetStatus().GetCode() != int32(codes.OK) {
 		return fmt.Errorf("denied: %v", resp.GetStatus())
 	}
-	for _, h := range resp.GetOkResponse().GetHeaders() {
+	for _, h := range resp.GetOkResponse().GetResponseHeadersToAdd() {
 		if strings.EqualFold(h.GetHeader().GetKey(), "access-control-allow-origin") && h.GetHeader().GetValue() == origin {
 			return nil
 		}
