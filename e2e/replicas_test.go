@@ -47,8 +47,25 @@ type replicas struct {
 	bin  string
 	args []string
 
-	mu sync.Mutex
-	ds []*corsdtest.Daemon
+	mu  sync.Mutex
+	ds  []*corsdtest.Daemon
+	all []*corsdtest.Daemon // every process started, killed ones too
+}
+
+// unmapped returns the "unmapped error" lines every replica process
+// logged: errors that reached a caller as Internal.
+func (rs *replicas) unmapped() []string {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	var out []string
+	for _, d := range rs.all {
+		for _, l := range d.Logs().Lines() {
+			if l["msg"] == "unmapped error" {
+				out = append(out, fmt.Sprintf("%s: %v", d.GRPCAddr, l["err"]))
+			}
+		}
+	}
+	return out
 }
 
 func startReplicas(t *testing.T, etcd *corsdtest.EtcdCluster, n int) *replicas {
@@ -61,6 +78,7 @@ func startReplicas(t *testing.T, etcd *corsdtest.EtcdCluster, n int) *replicas {
 	for range n {
 		rs.ds = append(rs.ds, corsdtest.MustStart(t, rs.bin, rs.args...))
 	}
+	rs.all = slices.Clone(rs.ds)
 	return rs
 }
 
@@ -78,6 +96,7 @@ func (rs *replicas) restart(i int) {
 	d := corsdtest.MustStart(rs.t, rs.bin, append(slices.Clone(rs.args), "--listen", old.GRPCAddr, "--http-listen", old.HTTPAddr)...)
 	rs.mu.Lock()
 	rs.ds[i] = d
+	rs.all = append(rs.all, d)
 	rs.mu.Unlock()
 }
 
@@ -406,6 +425,11 @@ func TestReplicasHA(t *testing.T) {
 	t.Logf("ext_authz to surviving replicas: %v", checks)
 	if n := checks.failed(); n > 0 {
 		t.Errorf("%d ext_authz calls to surviving replicas failed: %v", n, checks)
+	}
+	// A store failure must reach callers as Unavailable (retry), never as
+	// Internal.
+	for _, u := range rs.unmapped() {
+		t.Errorf("a replica answered Internal: %s", u)
 	}
 }
 
