@@ -151,7 +151,8 @@ func (d *decisionService) watchPolicies(ctx context.Context, req *corsdv1.WatchP
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := d.s.store.Watch(ctx, start)
+	// The store reads and decodes only the named policies (all without).
+	w, err := d.s.store.Watch(ctx, start, req.GetNames()...)
 	if err != nil {
 		return watchError(err, start)
 	}

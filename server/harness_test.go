@@ -35,7 +35,7 @@ var (
 // env is one server under test: a real boltstore in a temp dir, the
 // production interceptors, served over bufconn (or loopback TCP).
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *Server
 	gs     *grpc.Server
 	store  store.Store
@@ -47,6 +47,9 @@ type env struct {
 type envConfig struct {
 	opts      []Option
 	storeOpts []boltstore.Option
+	// store, when set, is served instead of a new boltstore (the caller
+	// closes it).
+	store store.Store
 	// wrap wraps the store given to the server.
 	wrap func(store.Store) store.Store
 	// tcp serves on 127.0.0.1:0 instead of bufconn.
@@ -55,18 +58,22 @@ type envConfig struct {
 	noWait bool
 }
 
-func newEnv(t *testing.T, cfg envConfig) *env {
+func newEnv(t testing.TB, cfg envConfig) *env {
 	t.Helper()
-	bs, err := boltstore.Open(filepath.Join(t.TempDir(), "corsd.db"), cfg.storeOpts...)
-	if err != nil {
-		t.Fatalf("boltstore.Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := bs.Close(); err != nil {
-			t.Errorf("store Close: %v", err)
+	bs := cfg.store
+	if bs == nil {
+		b, err := boltstore.Open(filepath.Join(t.TempDir(), "corsd.db"), cfg.storeOpts...)
+		if err != nil {
+			t.Fatalf("boltstore.Open: %v", err)
 		}
-	})
-	var st store.Store = bs
+		t.Cleanup(func() {
+			if err := b.Close(); err != nil {
+				t.Errorf("store Close: %v", err)
+			}
+		})
+		bs = b
+	}
+	st := bs
 	if cfg.wrap != nil {
 		st = cfg.wrap(bs)
 	}

@@ -150,6 +150,11 @@ const (
 	EventPut
 	// EventDelete names a deleted policy.
 	EventDelete
+	// EventProgress says that a watch limited to names has passed every
+	// change up to Revision, changes it left out included; it carries no
+	// policy. Such watches send it after the changes they leave out, at
+	// most once per batch; others never send it.
+	EventProgress
 )
 
 // Event is one item of a watch.

@@ -41,10 +41,17 @@ func freeURL(t testing.TB) url.URL {
 	return url.URL{Scheme: "http", Host: addr}
 }
 
-// Start starts a one-member etcd; the test's cleanup stops it. fsync is
-// off: the tests write thousands of times, and durability is etcd's own
-// business, not what they check.
-func Start(t testing.TB) *Server {
+// Option configures Start.
+type Option func(*embed.Config)
+
+// Durable keeps etcd's fsync on every commit, as in production: for
+// benchmarks that compare write latency with bbolt's (which fsyncs).
+func Durable() Option { return func(c *embed.Config) { c.UnsafeNoFsync = false } }
+
+// Start starts a one-member etcd; the test's cleanup stops it. Unless
+// Durable is given, fsync is off: the tests write thousands of times, and
+// durability is etcd's own business, not what they check.
+func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	var lastErr error
 	for range 3 { // a port taken between freeURL and the listen: try again
@@ -58,6 +65,9 @@ func Start(t testing.TB) *Server {
 		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 		cfg.MaxRequestBytes = MaxRequestBytes
 		cfg.UnsafeNoFsync = true
+		for _, o := range opts {
+			o(cfg)
+		}
 		e, err := embed.StartEtcd(cfg)
 		if err != nil {
 			lastErr = err

@@ -238,7 +238,8 @@ type watcher struct {
 	sent atomic.Int64 // events taken by the reader
 
 	// Owned by the goroutine.
-	last int64 // revision of the last change sent or skipped
+	last    int64 // revision of the last change sent or skipped
+	skipped bool  // changes were left out since the last event sent
 
 	errMu sync.Mutex
 	err   error
@@ -377,7 +378,19 @@ func (w *watcher) loop() error {
 			}
 			batch[i] = item{}
 		}
+		if err := w.progress(); err != nil {
+			return err
+		}
 	}
+}
+
+// progress tells the reader of a filtered watch how far it got past the
+// changes it left out.
+func (w *watcher) progress() error {
+	if !w.skipped {
+		return nil
+	}
+	return w.send(store.Event{Type: store.EventProgress, Revision: w.last})
 }
 
 // cause prefers the reason the watcher was stopped or its context ended
@@ -403,7 +416,7 @@ func (w *watcher) sendLive(it item) error {
 		return fmt.Errorf("%s: watch: revision %d follows %d: %w", w.h.prefix, it.from, w.last, store.ErrWatchTooSlow)
 	}
 	if it.ev.Type == 0 {
-		w.last = it.ev.Revision
+		w.last, w.skipped = it.ev.Revision, true
 		return nil
 	}
 	return w.send(it.ev)
@@ -414,7 +427,7 @@ func (w *watcher) send(ev store.Event) error {
 	case w.out <- ev:
 		w.sent.Add(1)
 		if ev.Type != store.EventSnapshot {
-			w.last = ev.Revision
+			w.last, w.skipped = ev.Revision, false
 		}
 		return nil
 	case <-w.ctx.Done():
@@ -440,6 +453,9 @@ func (w *watcher) readLog() error {
 			if err := w.sendLive(item{ev: ev, from: ev.Revision}); err != nil {
 				return err
 			}
+		}
+		if err := w.progress(); err != nil {
+			return err
 		}
 	}
 }
