@@ -116,7 +116,7 @@ HA_ROUNDS ?= 20
 
 .PHONY: ha
 ha: ## HA proof: 3 etcd members + 3 corsd replicas as processes, HA_ROUNDS kill -9 rounds (default 20), propagation A->B
-	go test -race -count=1 -tags etcdstore -timeout 60m -run '^TestReplicas' -v ./e2e/ -args -ha-rounds $(HA_ROUNDS) 2>&1 | tee ha.txt
+	go test -race -count=1 -timeout 60m -run '^TestReplicas' -v ./e2e/ -args -ha-rounds $(HA_ROUNDS) -propagation-p99 100ms 2>&1 | tee ha.txt
 
 .PHONY: bench
 bench: ## Go benchmarks (engine, store, SDK, server decision paths)

@@ -1,8 +1,3 @@
-//go:build etcdstore
-
-// The replica tests need corsd's etcd backend (corsd --store etcd://...).
-// Until it is merged they build only with -tags etcdstore (make ha).
-
 package e2e
 
 import (
@@ -32,7 +27,13 @@ import (
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
 )
 
-var haRounds = flag.Int("ha-rounds", 2, "kill rounds of TestReplicasHA (make ha runs 20)")
+var (
+	haRounds = flag.Int("ha-rounds", 2, "kill rounds of TestReplicasHA (make ha runs 20)")
+	// The target is 100 ms (make ha); the default only proves that a
+	// write reaches the other replica through the watch, on a loaded
+	// machine.
+	propagationP99 = flag.Duration("propagation-p99", time.Second, "bound on write-on-A -> decision-on-B p99 (make ha: 100ms)")
+)
 
 const (
 	haPolicy = "policies/acme"
@@ -256,6 +257,9 @@ func (t *tally) String() string {
 // replica is at the same revision and decides the same, and no ext_authz
 // call to a replica that was not killed failed.
 func TestReplicasHA(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and corsd processes")
+	}
 	etcd := corsdtest.MustStartEtcdCluster(t, 3)
 	rs := startReplicas(t, etcd, 3)
 	admin := dial(t, rs.get(0).GRPCAddr)
@@ -437,6 +441,9 @@ func TestReplicasHA(t *testing.T) {
 // processes: the time from sending AddOrigin to replica A until replica B
 // first allows the origin.
 func TestReplicasPropagation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and corsd processes")
+	}
 	etcd := corsdtest.MustStartEtcdCluster(t, 3)
 	rs := startReplicas(t, etcd, 2)
 	a, b := dial(t, rs.get(0).GRPCAddr), dial(t, rs.get(1).GRPCAddr)
@@ -474,8 +481,8 @@ func TestReplicasPropagation(t *testing.T) {
 	}
 	t.Logf("write on A -> decision on B, %d writes: from send p50 %v p99 %v max %v; from A's ack p50 %v p99 %v",
 		n, p(fromSend, 0.5), p(fromSend, 0.99), slices.Max(fromSend), p(fromAck, 0.5), p(fromAck, 0.99))
-	if p99 := p(fromSend, 0.99); p99 > 100*time.Millisecond {
-		t.Errorf("write on A -> decision on B p99 = %v, target < 100ms", p99)
+	if p99 := p(fromSend, 0.99); p99 > *propagationP99 {
+		t.Errorf("write on A -> decision on B p99 = %v, want < %v", p99, *propagationP99)
 	}
 }
 
@@ -483,6 +490,9 @@ func TestReplicasPropagation(t *testing.T) {
 // snapshot current while each replica in turn is killed: its stream
 // resumes from its revision on the other one, with no resync.
 func TestReplicasWatchResume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and corsd processes")
+	}
 	etcd := corsdtest.MustStartEtcdCluster(t, 3)
 	rs := startReplicas(t, etcd, 2)
 	admin := dial(t, rs.get(0).GRPCAddr)
@@ -557,6 +567,9 @@ func httpGet(ctx context.Context, d *corsdtest.Daemon, path string) (int, string
 // corsd_store_reachable is 0 and the staleness grows, and a log line says
 // so; once etcd is back, writes succeed and both replicas converge.
 func TestReplicasEtcdDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and corsd processes")
+	}
 	etcd := corsdtest.MustStartEtcdCluster(t, 3)
 	rs := startReplicas(t, etcd, 2)
 	admin := dial(t, rs.get(0).GRPCAddr)
