@@ -358,10 +358,13 @@ func TestReplicasHA(t *testing.T) {
 		}
 		time.Sleep(time.Duration(rand.IntN(400)) * time.Millisecond)
 		member := rand.IntN(3)
-		if round%2 == 0 {
-			if l, err := etcd.Leader(t.Context()); err == nil {
-				member = l
-			}
+		leader, err := etcd.Leader(t.Context())
+		if round%2 == 0 && err == nil {
+			member = leader
+		}
+		role := "a follower"
+		if member == leader {
+			role = "the leader"
 		}
 		// The two kills in a random order, a random moment apart.
 		kills := []func(){func() { rs.get(victim).Kill() }, func() { etcd.Members[member].Kill() }}
@@ -380,7 +383,7 @@ func TestReplicasHA(t *testing.T) {
 		rs.restart(victim)
 		close(stop)
 		wg.Wait()
-		t.Logf("round %d: killed replica %d and etcd member %s; writes: %v; ext_authz to survivors: %v", round, victim, etcd.Members[member].Name, writes, checks)
+		t.Logf("round %d: killed replica %d and etcd member %s (%s); writes so far: %v; ext_authz to survivors so far: %v", round, victim, etcd.Members[member].Name, role, writes, checks)
 	}
 
 	rev := waitConverged(t, rs)
