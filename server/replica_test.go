@@ -23,7 +23,7 @@ func replicaPair(t testing.TB, etcd *etcdtest.Server) (a, b *env) {
 	t.Helper()
 	prefix := fmt.Sprintf("/replicas-%d/", time.Now().UnixNano())
 	open := func() *etcdstore.Store {
-		st, err := etcdstore.Open([]string{etcd.Endpoint}, prefix)
+		st, err := etcdstore.Open(context.Background(), []string{etcd.Endpoint}, prefix)
 		if err != nil {
 			t.Fatalf("etcdstore.Open: %v", err)
 		}

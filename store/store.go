@@ -82,9 +82,9 @@ var (
 	// without a name); retrying it unchanged fails again.
 	ErrInvalidArgument = errors.New("store: invalid argument")
 	// ErrUnavailable: the backend cannot be reached (a network store that
-	// is down or partitioned). The call may succeed later; a write that
-	// fails with it may or may not have been applied only when the error
-	// says so (see the backend).
+	// is down, partitioned or without a leader) within its timeout. The
+	// call may succeed later. A write that fails with it may have been
+	// applied all the same (its outcome was lost): read before retrying.
 	ErrUnavailable = errors.New("store: unavailable")
 	// ErrNotEmpty: Restore needs an empty store.
 	ErrNotEmpty = errors.New("store: not empty")

@@ -145,7 +145,7 @@ func (c *config) check() error {
 			errs = append(errs, errors.New("--restore-overwrite applies to bolt stores; restore into an empty etcd prefix instead"))
 		}
 	} else if c.etcdCert != "" || c.etcdCA != "" || c.etcdUsername != "" || c.etcdPasswordFile != "" {
-		errs = append(errs, errors.New("--etcd-* flags need --store etcd://..."))
+		errs = append(errs, errors.New("--etcd-* flags need --store etcd://HOST:PORT/PREFIX"))
 	}
 	if (c.etcdCert == "") != (c.etcdKey == "") {
 		errs = append(errs, errors.New("--etcd-cert and --etcd-key go together"))

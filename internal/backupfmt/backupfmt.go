@@ -57,7 +57,7 @@ type Writer struct {
 // NewWriter writes the magic and the header (its format_version is set
 // here) to w.
 func NewWriter(w io.Writer, revision, compacted int64, source string, now time.Time) (*Writer, error) {
-	bw := &Writer{w: bufio.NewWriterSize(w, 64<<10)}
+	bw := &Writer{w: newBufWriter(w)}
 	if _, err := bw.w.WriteString(Magic); err != nil {
 		return nil, fmt.Errorf("backupfmt: write: %w", err)
 	}
@@ -103,6 +103,8 @@ func (w *Writer) Change(c *corsdv1.Change) error {
 	w.changes++
 	return w.write(&corsdv1.BackupRecord{Record: &corsdv1.BackupRecord_Change{Change: c}})
 }
+
+func newBufWriter(w io.Writer) *bufio.Writer { return bufio.NewWriterSize(w, 64<<10) }
 
 // Close writes the trailer, flushes and returns the bytes written in all.
 // It does not close the underlying writer.

@@ -29,7 +29,7 @@ func BenchmarkUpdate(b *testing.B) {
 		}},
 		{"etcd", func(b *testing.B) store.Store {
 			srv := etcdtest.Start(b, etcdtest.Durable())
-			s, err := Open([]string{srv.Endpoint}, newPrefix())
+			s, err := Open(b.Context(), []string{srv.Endpoint}, newPrefix())
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -190,8 +190,9 @@ var _ store.Store = (*Store)(nil)
 // Open connects to etcd at endpoints and opens the store under prefix,
 // creating its layout when the prefix is empty. It fails with
 // store.ErrUnavailable when etcd cannot be reached within the dial and
-// request timeouts.
-func Open(endpoints []string, prefix string, opts ...Option) (*Store, error) {
+// request timeouts (or before ctx ends). ctx bounds Open only: the store
+// follows etcd until Close.
+func Open(ctx context.Context, endpoints []string, prefix string, opts ...Option) (*Store, error) {
 	o := options{
 		endpoints:      endpoints,
 		prefix:         prefix,
@@ -230,7 +231,7 @@ func Open(endpoints []string, prefix string, opts ...Option) (*Store, error) {
 		}
 		s.cli, s.ownsCli = cli, true
 	}
-	rev, etcdRev, err := s.init()
+	rev, etcdRev, err := s.init(ctx)
 	if err != nil {
 		if s.ownsCli {
 			_ = s.cli.Close()
@@ -238,17 +239,18 @@ func Open(endpoints []string, prefix string, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	s.hub.Init("etcdstore", rev)
-	ctx, cancel := context.WithCancel(context.Background())
+	// The feeder follows etcd until Close, not until ctx ends.
+	feedCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.fed = make(chan struct{})
-	go s.feed(ctx, etcdRev)
+	go s.feed(feedCtx, etcdRev)
 	return s, nil
 }
 
 // init creates the layout of an empty prefix, checks the schema and
 // returns corsd's revision and etcd's revision of that read.
-func (s *Store) init() (int64, int64, error) {
-	ctx, cancel := s.reqCtx(context.Background())
+func (s *Store) init(ctx context.Context) (int64, int64, error) {
+	ctx, cancel := s.reqCtx(ctx)
 	defer cancel()
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(s.key(keySchema)), "=", 0)).

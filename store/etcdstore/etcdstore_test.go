@@ -2,6 +2,7 @@ package etcdstore
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -30,7 +31,7 @@ func newPrefix() string { return fmt.Sprintf("/corsd-test/%d/", prefixes.Add(1))
 
 func openStore(t testing.TB, srv *etcdServer, prefix string, opts ...Option) *Store {
 	t.Helper()
-	s, err := Open([]string{srv.Endpoint}, prefix, opts...)
+	s, err := Open(context.Background(), []string{srv.Endpoint}, prefix, opts...)
 	if err != nil {
 		t.Fatalf("Open(%s, %q) = %v", srv.Endpoint, prefix, err)
 	}
@@ -115,7 +116,7 @@ func TestUnavailable(t *testing.T) {
 		t.Errorf("open watch ended with %v when etcd went down", err)
 	}
 	start := time.Now()
-	_, err = Open([]string{srv.Endpoint}, newPrefix(), WithRequestTimeout(500*time.Millisecond), WithDialTimeout(500*time.Millisecond))
+	_, err = Open(t.Context(), []string{srv.Endpoint}, newPrefix(), WithRequestTimeout(500*time.Millisecond), WithDialTimeout(500*time.Millisecond))
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Open(etcd down) = %v, want ErrUnavailable", err)
 	}

@@ -220,7 +220,7 @@ func testRestoreErrors(t *testing.T, s, fresh store.Store) {
 	}
 	for name, b := range bad {
 		t.Run(name, func(t *testing.T) {
-			if err := fresh.Restore(ctx, bytes.NewReader(b)); !errors.Is(err, store.ErrInvalidArgument) {
+			if err := fresh.Restore(t.Context(), bytes.NewReader(b)); !errors.Is(err, store.ErrInvalidArgument) {
 				t.Errorf("Restore(%s) = %v, want ErrInvalidArgument", name, err)
 			}
 			assertUnchanged(t, fresh, empty)

@@ -197,7 +197,7 @@ func (h *Hub) Watch(ctx context.Context, src Source, since int64, names []string
 			return nil, err
 		}
 	}
-	go w.run()
+	go w.run() //nolint:contextcheck // the goroutine ends with w.ctx, the caller's context
 	return w, nil
 }
 
