@@ -146,6 +146,13 @@ test: lint check-generated check-breaking check-tidy unit alloc fuzz ## What CI 
 e2e: $(BIN)/grpcurl chromium ## End-to-end tests against real binaries and headless Chromium
 	go test -race -count=1 -timeout 15m ./e2e/...
 
+# Kill rounds of the long HA proof.
+HA_ROUNDS ?= 20
+
+.PHONY: ha
+ha: ## HA proof: 3 etcd members + 3 corsd replicas as processes, HA_ROUNDS kill -9 rounds (default 20), propagation A->B
+	go test -race -count=1 -timeout 60m -run '^TestReplicas' -v ./e2e/ -args -ha-rounds $(HA_ROUNDS) -propagation-p99 100ms 2>&1 | tee ha.txt
+
 .PHONY: bench
 bench: ## Go benchmarks (engine, store, SDK, server decision paths)
 	go test -run '^$$' -bench . -benchmem -count 5 -timeout 60m ./policy/... ./store/... ./client/... ./server/... | tee bench.txt

@@ -19,6 +19,9 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/credentials/local"
+	_ "google.golang.org/grpc/health" // client-side health checking (healthCheckConfig)
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 
 	corsdv1 "github.com/corsd/corsd/proto/corsd/v1"
@@ -140,15 +143,37 @@ func WithGRPCOptions(opts ...grpc.DialOption) DialOption {
 	return func(c *dialConfig) { c.grpcOpts = append(c.grpcOpts, opts...) }
 }
 
-// Dial connects to corsd at target ("host:port" or any gRPC target, such as
-// "dns:///corsd.internal:8443" or "unix:///run/corsd.sock"). Without a
-// transport option it uses plaintext for a loopback address and TLS with the
-// system roots for any other. The connection is made lazily: Dial fails only
-// on invalid options.
+// Dial connects to corsd at target, which is one of:
+//
+//   - "host:port": every address the name resolves to;
+//   - "host1:port,host2:port,...": a list of replicas (at most MaxEndpoints);
+//   - any gRPC target, such as "dns:///corsd.internal:8443" (every A and
+//     AAAA record, re-resolved as replicas come and go) or
+//     "unix:///run/corsd.sock".
+//
+// Calls are spread over every replica that is up (gRPC's round_robin
+// policy) and that reports SERVING for corsd.v1.DecisionService through
+// grpc.health.v1 (client-side health checking): a replica that is
+// unreachable, starting or shutting down gets no calls until it is back.
+// Reads (CheckOrigin, GetPolicy, ListPolicies, ListChanges) that fail with
+// Unavailable are retried, at most twice, on another replica; writes are
+// not, since corsd may have applied them. A Watcher resumes its stream from
+// its revision on whichever replica is up: replicas sharing one store have
+// the same revisions.
+//
+// Without a transport option Dial uses plaintext when every address is a
+// loopback address and TLS with the system roots otherwise; with TLS each
+// replica's certificate is verified against its own host name. The
+// connections are made lazily: Dial fails only on invalid options and
+// targets.
 func Dial(target string, opts ...DialOption) (*Client, error) {
 	var cfg dialConfig
 	for _, o := range opts {
 		o(&cfg)
+	}
+	endpoints, err := splitEndpoints(target)
+	if err != nil {
+		return nil, err
 	}
 	loopback := IsLoopback(target)
 	if cfg.useTLS && cfg.plaintext {
@@ -180,6 +205,10 @@ func Dial(target string, opts ...DialOption) (*Client, error) {
 
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
+		// The service config is ours, never one published in DNS.
+		grpc.WithDisableServiceConfig(),
+		grpc.WithDefaultServiceConfig(serviceConfig),
+		grpc.WithChainUnaryInterceptor(plainStatus),
 		// gRPC's default reconnection backoff grows to two minutes: too
 		// slow for a Watcher to notice that corsd is back.
 		grpc.WithConnectParams(grpc.ConnectParams{
@@ -193,8 +222,15 @@ func Dial(target string, opts ...DialOption) (*Client, error) {
 		}
 		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearerToken(cfg.token)))
 	}
+	grpcTarget := target
+	if endpoints != nil {
+		r := manual.NewBuilderWithScheme(endpointsScheme)
+		r.InitialState(endpointsState(endpoints))
+		dialOpts = append(dialOpts, grpc.WithResolvers(r))
+		grpcTarget = endpointsScheme + ":///" + target
+	}
 	dialOpts = append(dialOpts, cfg.grpcOpts...)
-	cc, err := grpc.NewClient(target, dialOpts...)
+	cc, err := grpc.NewClient(grpcTarget, dialOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %s: %w", target, err)
 	}
@@ -222,10 +258,123 @@ func tlsConfig(cfg dialConfig) (*tls.Config, error) {
 	return tc, nil
 }
 
+// MaxEndpoints bounds the replicas of one comma-separated Dial target.
+const MaxEndpoints = 64
+
+// endpointsScheme names the resolver of a comma-separated target. It is
+// given to each connection (grpc.WithResolvers), never registered globally.
+const endpointsScheme = "corsd-endpoints"
+
+// serviceConfig spreads calls over the healthy replicas and retries reads
+// that a dying replica failed. Health is that of the decision service:
+// what the SDK needs most, and what corsd keeps SERVING while its store is
+// unreachable (it still decides from its snapshot).
+const serviceConfig = `{
+  "loadBalancingConfig": [{"round_robin": {}}],
+  "healthCheckConfig": {"serviceName": "corsd.v1.DecisionService"},
+  "methodConfig": [{
+    "name": [
+      {"service": "corsd.v1.DecisionService", "method": "CheckOrigin"},
+      {"service": "corsd.v1.PolicyService", "method": "GetPolicy"},
+      {"service": "corsd.v1.PolicyService", "method": "ListPolicies"},
+      {"service": "corsd.v1.PolicyService", "method": "ListChanges"}
+    ],
+    "retryPolicy": {
+      "maxAttempts": 3,
+      "initialBackoff": "0.05s",
+      "maxBackoff": "0.5s",
+      "backoffMultiplier": 2,
+      "retryableStatusCodes": ["UNAVAILABLE"]
+    }
+  }]
+}`
+
+// plainStatus returns a retried call's error as the status error it wraps:
+// gRPC prefixes it with "max retries exhausted", which callers that print
+// or compare status errors do not expect.
+func plainStatus(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	err := invoker(ctx, method, req, reply, cc, opts...)
+	if err == nil {
+		return nil
+	}
+	// status.FromError would keep the prefix in the message.
+	if se, ok := errors.AsType[interface {
+		error
+		GRPCStatus() *status.Status
+	}](err); ok {
+		return se.GRPCStatus().Err()
+	}
+	return err
+}
+
+// splitEndpoints returns the replicas of a comma-separated target
+// ("h1:p,h2:p"), or nil for any other target (one address, or one with a
+// scheme, which gRPC resolves itself).
+func splitEndpoints(target string) ([]string, error) {
+	if !strings.Contains(target, ",") || hasScheme(target) {
+		return nil, nil
+	}
+	parts := strings.Split(target, ",")
+	if len(parts) > MaxEndpoints {
+		return nil, fmt.Errorf("client: %d endpoints in the target; at most %d", len(parts), MaxEndpoints)
+	}
+	seen := make(map[string]bool, len(parts))
+	for i, p := range parts {
+		if p == "" {
+			return nil, fmt.Errorf("client: endpoint %d of %q is empty", i+1, target)
+		}
+		host, port, err := net.SplitHostPort(p)
+		if err != nil || host == "" || port == "" || strings.ContainsAny(p, " \t") {
+			return nil, fmt.Errorf("client: endpoint %q of %q is not host:port", p, target)
+		}
+		if seen[p] {
+			return nil, fmt.Errorf("client: endpoint %q is listed twice in %q", p, target)
+		}
+		seen[p] = true
+	}
+	return parts, nil
+}
+
+// hasScheme reports whether target starts with a gRPC scheme ("dns:",
+// "unix:", "passthrough:", ...), as opposed to "host:port".
+func hasScheme(target string) bool {
+	scheme, rest, ok := strings.Cut(target, ":")
+	if !ok || scheme == "" {
+		return false
+	}
+	// "unix:path" and "unix-abstract:name" take no slashes.
+	return strings.HasPrefix(rest, "//") || scheme == "unix" || scheme == "unix-abstract"
+}
+
+// endpointsState is the resolver state of a list of replicas. Each
+// address names its host for TLS, so that every replica's certificate is
+// checked against its own name.
+func endpointsState(endpoints []string) resolver.State {
+	var st resolver.State
+	for _, ep := range endpoints {
+		host, _, _ := net.SplitHostPort(ep)
+		st.Endpoints = append(st.Endpoints, resolver.Endpoint{Addresses: []resolver.Address{{Addr: ep, ServerName: host}}})
+	}
+	return st
+}
+
 // IsLoopback reports whether a gRPC target names this host: a unix socket,
 // localhost, or a loopback IP literal, with or without a port and a
-// dns/passthrough scheme.
+// dns/passthrough scheme. A comma-separated list of replicas is loopback
+// when every one of them is.
 func IsLoopback(target string) bool {
+	if eps, err := splitEndpoints(target); err == nil && eps != nil {
+		for _, ep := range eps {
+			if !isLoopback(ep) {
+				return false
+			}
+		}
+		return true
+	}
+	return isLoopback(target)
+}
+
+func isLoopback(target string) bool {
 	for _, p := range []string{"unix:", "unix-abstract:"} {
 		if strings.HasPrefix(target, p) {
 			return true

@@ -57,6 +57,7 @@ type options struct {
 	progressInterval time.Duration
 	maxWatchers      int
 	watchSendTimeout time.Duration
+	probeInterval    time.Duration
 	retryMin         time.Duration
 	retryMax         time.Duration
 	decisionRecord   DecisionRecord
@@ -114,6 +115,19 @@ func WithDecisionLog() Option {
 	}
 }
 
+// WithStoreProbeInterval sets how often the server asks the store for its
+// revision to measure the snapshot's staleness (default 1 s; see the
+// corsd_snapshot_stale_seconds and corsd_store_reachable metrics).
+func WithStoreProbeInterval(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("server: store probe interval %v must be positive", d)
+		}
+		o.probeInterval = d
+		return nil
+	}
+}
+
 // WithProgressInterval sets how long an idle WatchPolicies stream waits
 // before sending a PROGRESS event (default 10 s).
 func WithProgressInterval(d time.Duration) Option {
@@ -150,6 +164,8 @@ type Server struct {
 	cancel    context.CancelFunc
 	loopDone  chan struct{}
 	closeOnce sync.Once
+	stale     *staleness
+	probes    sync.WaitGroup // the staleness probe
 }
 
 // New returns a Server over st and starts loading the policies from it in
@@ -160,7 +176,7 @@ func New(st store.Store, opts ...Option) (*Server, error) {
 		return nil, errors.New("server: nil store")
 	}
 	o := options{
-		progressInterval: 10 * time.Second, retryMin: 100 * time.Millisecond, retryMax: 5 * time.Second,
+		progressInterval: 10 * time.Second, probeInterval: time.Second, retryMin: 100 * time.Millisecond, retryMax: 5 * time.Second,
 		maxWatchers: DefaultMaxWatchers, watchSendTimeout: DefaultWatchSendTimeout,
 	}
 	for _, opt := range opts {
@@ -194,9 +210,12 @@ func New(st store.Store, opts ...Option) (*Server, error) {
 	for _, name := range serviceNames {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_NOT_SERVING)
 	}
+	s.stale = newStaleness(s, o.probeInterval)
+	m.reg.MustRegister(s.stale.collectors()...)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	go s.watchLoop(ctx)
+	s.probes.Go(func() { s.stale.run(ctx) })
 	return s, nil
 }
 
@@ -237,7 +256,8 @@ func (s *Server) Register(gs *grpc.Server) {
 }
 
 // HTTPHandler serves /metrics (Prometheus), /healthz (the process is alive)
-// and /readyz (policies loaded and not shutting down).
+// and /readyz (policies loaded and not shutting down; it stays ready, and
+// says so, while the store is unreachable).
 func (s *Server) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelError)}))
@@ -255,6 +275,13 @@ func (s *Server) HTTPHandler() http.Handler {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte("loading policies\n"))
 		default:
+			// Still ready while the store is unreachable: the snapshot
+			// decides, and taking every replica out of service during a
+			// store outage would turn it into a decision outage.
+			if since, down := s.stale.outage(); down {
+				_, _ = fmt.Fprintf(w, "ready; store unreachable for %s, deciding from revision %d\n", time.Since(since).Round(time.Second), s.stale.snapshotRev())
+				return
+			}
 			_, _ = w.Write([]byte("ready\n"))
 		}
 	})
@@ -327,6 +354,7 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
 		<-s.loopDone
+		s.probes.Wait()
 	})
 	return nil
 }

@@ -110,7 +110,9 @@ func newApp(out, errOut io.Writer) (*app, *cobra.Command) {
 	root.Long = `corsctl administers corsd: CORS policies, their trusted origins, decisions and the change log.
 
 It connects to --addr (or $CORSD_ADDR; default ` + defaultAddr + `, where "make run" listens)
-with the bearer token of --token (or $CORSD_TOKEN). Loopback addresses use plaintext and
+with the bearer token of --token (or $CORSD_TOKEN). Several replicas are a comma-separated
+list (h1:8443,h2:8443) or a DNS name (dns:///corsd.internal:8443): calls go to a replica
+that is up, reads are retried on another one. Loopback addresses use plaintext and
 any other address TLS with the system roots, unless --tls, --tls-ca or --plaintext say
 otherwise. A token is never sent over plaintext to a non-loopback address.
 
@@ -125,7 +127,7 @@ any other failure; 2 on a usage error.`
 	})
 
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.addr, "addr", "", "corsd gRPC address (default $CORSD_ADDR or "+defaultAddr+")")
+	pf.StringVar(&a.addr, "addr", "", "corsd gRPC address, or replicas h1:p,h2:p or dns:///name:p (default $CORSD_ADDR or "+defaultAddr+")")
 	pf.StringVar(&a.token, "token", "", "bearer token (default $CORSD_TOKEN)")
 	pf.StringVar(&a.tlsCA, "tls-ca", "", "use TLS and verify corsd's certificate against the PEM CAs in this file")
 	pf.BoolVar(&a.useTLS, "tls", false, "use TLS with the system roots even for a loopback address")

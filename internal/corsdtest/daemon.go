@@ -28,12 +28,12 @@ const (
 	waitDelay = 5 * time.Second
 )
 
-// ErrExited is returned by Daemon.Stop when corsd had exited on its own
-// before Stop or Kill asked it to.
-var ErrExited = errors.New("corsdtest: corsd exited on its own")
+// ErrExited is returned by Daemon.Stop when the process had exited on its
+// own before Stop or Kill asked it to.
+var ErrExited = errors.New("corsdtest: process exited on its own")
 
-// Daemon is a running corsd process started by Start. Its methods are safe
-// for concurrent use.
+// Daemon is a running corsd process started by Start, or an etcd member's
+// process (EtcdMember). Its methods are safe for concurrent use.
 type Daemon struct {
 	// GRPCAddr is the address of the gRPC listener (host:port).
 	GRPCAddr string
@@ -41,6 +41,7 @@ type Daemon struct {
 	// /readyz), or "" when the arguments disabled it (--http-listen "").
 	HTTPAddr string
 
+	name   string // corsd or etcd, for messages
 	cmd    *exec.Cmd
 	logs   *Logs
 	exited chan struct{}
@@ -62,11 +63,30 @@ type Daemon struct {
 // crashed caller leaves no daemon behind.
 func Start(ctx context.Context, bin string, args ...string) (*Daemon, error) {
 	full := append([]string{"--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--log-format", "json"}, args...)
-	cmd := exec.Command(bin, full...) //nolint:gosec // G204: running the binary it is given is the harness's job
+	d, err := startProcess(ctx, "corsd", bin, full)
+	if err != nil {
+		return nil, err
+	}
+	d.GRPCAddr, _ = d.logs.Find("grpc listening")["addr"].(string)
+	if d.GRPCAddr == "" {
+		d.Kill()
+		return nil, fmt.Errorf("corsdtest: no addr in corsd's \"grpc listening\" line\nlogs:\n%s", d.logs)
+	}
+	// corsd logs "ready" after both listeners, so a missing line means no
+	// HTTP listener.
+	d.HTTPAddr, _ = d.logs.Find("http listening")["addr"].(string)
+	return d, nil
+}
+
+// startProcess runs bin with args in the environment of Env() and waits
+// until it logs a JSON line whose msg is "ready"; name (corsd, etcd) is for
+// messages.
+func startProcess(ctx context.Context, name, bin string, args []string) (*Daemon, error) {
+	cmd := exec.Command(bin, args...) //nolint:gosec // G204: running the binary it is given is the harness's job
 	cmd.Env = Env()
 	cmd.SysProcAttr = sysProcAttr()
-	d := &Daemon{cmd: cmd, logs: &Logs{}, exited: make(chan struct{})}
-	cmd.Stderr = d.logs // corsd logs to stderr; stdout goes to /dev/null
+	d := &Daemon{name: name, cmd: cmd, logs: &Logs{}, exited: make(chan struct{})}
+	cmd.Stderr = d.logs // the processes log to stderr; stdout goes to /dev/null
 	cmd.WaitDelay = waitDelay
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("corsdtest: start %s: %w", bin, err)
@@ -82,21 +102,16 @@ func Start(ctx context.Context, bin string, args ...string) (*Daemon, error) {
 	if _, err := d.logs.Wait(ctx, "ready"); err != nil {
 		if errors.Is(err, ErrLogsClosed) {
 			<-d.exited
-			return nil, fmt.Errorf("corsdtest: corsd exited before it was ready: %w\nlogs:\n%s", d.exitErr(), d.logs)
+			return nil, fmt.Errorf("corsdtest: %s exited before it was ready: %w\nlogs:\n%s", name, d.exitErr(), d.logs)
 		}
 		d.Kill()
-		return nil, fmt.Errorf("corsdtest: corsd not ready: %w\nlogs:\n%s", err, d.logs)
+		return nil, fmt.Errorf("corsdtest: %s not ready: %w\nlogs:\n%s", name, err, d.logs)
 	}
-	d.GRPCAddr, _ = d.logs.Find("grpc listening")["addr"].(string)
-	if d.GRPCAddr == "" {
-		d.Kill()
-		return nil, fmt.Errorf("corsdtest: no addr in corsd's \"grpc listening\" line\nlogs:\n%s", d.logs)
-	}
-	// corsd logs "ready" after both listeners, so a missing line means no
-	// HTTP listener.
-	d.HTTPAddr, _ = d.logs.Find("http listening")["addr"].(string)
 	return d, nil
 }
+
+// Pid returns the process id.
+func (d *Daemon) Pid() int { return d.cmd.Process.Pid }
 
 // Env returns the environment of the current process without its CORSD_*
 // variables, followed by extra ("KEY=value"), so that only what a caller
@@ -166,25 +181,25 @@ func (d *Daemon) stop(timeout time.Duration) error {
 	if timeout <= 0 {
 		_ = d.cmd.Process.Kill() // fails only when it has exited already
 		<-d.exited
-		return errors.New("corsdtest: corsd killed")
+		return fmt.Errorf("corsdtest: %s killed", d.name)
 	}
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		_ = d.cmd.Process.Kill()
 		<-d.exited
-		return fmt.Errorf("corsdtest: SIGTERM corsd: %w", err)
+		return fmt.Errorf("corsdtest: SIGTERM %s: %w", d.name, err)
 	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
 	case <-d.exited:
 		if d.err != nil {
-			return fmt.Errorf("corsdtest: corsd exited with %w after SIGTERM", d.err)
+			return fmt.Errorf("corsdtest: %s exited with %w after SIGTERM", d.name, d.err)
 		}
 		return nil
 	case <-timer.C:
 		_ = d.cmd.Process.Kill()
 		<-d.exited
-		return fmt.Errorf("corsdtest: corsd did not exit within %v of SIGTERM; killed it", timeout)
+		return fmt.Errorf("corsdtest: %s did not exit within %v of SIGTERM; killed it", d.name, timeout)
 	}
 }
 

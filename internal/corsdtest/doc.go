@@ -1,5 +1,7 @@
 // Package corsdtest is the test harness for e2e tests and the load test:
-// builds and runs real corsd processes on loopback.
+// builds and runs real corsd processes on loopback, and etcd clusters whose
+// members are separate processes (EtcdCluster, of the internal/etcdnode
+// program) for corsd replicas to share.
 //
 // The core API (ModuleRoot, Tool, Build, Start, Daemon, Logs) returns
 // errors and needs no testing.TB, so that programs such as

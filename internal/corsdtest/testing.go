@@ -58,3 +58,21 @@ func MustStart(tb testing.TB, bin string, args ...string) *Daemon {
 	})
 	return d
 }
+
+// MustStartEtcdCluster builds the etcdnode program and starts an n-member
+// etcd cluster of separate processes on loopback, with its data in a
+// directory of tb.TempDir(). At cleanup the running members are stopped.
+func MustStartEtcdCluster(tb testing.TB, n int) *EtcdCluster {
+	tb.Helper()
+	bin := MustBuild(tb, EtcdNodePackage)
+	c, err := StartEtcdCluster(tb.Context(), bin, tb.TempDir(), n)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := c.Stop(StopTimeout); err != nil {
+			tb.Logf("etcd cluster: %v", err)
+		}
+	})
+	return c
+}

@@ -355,6 +355,12 @@ func (s *Store) wrap(op string, ctx context.Context, err error) error {
 	case codes.Unavailable, codes.DeadlineExceeded:
 		return fmt.Errorf("etcdstore: %s: %w: %w", op, store.ErrUnavailable, err)
 	}
+	// The client turns etcd's own errors into rpctypes.EtcdError, which
+	// status.Code does not see through: "leader changed", "server stopped"
+	// and the like are Unavailable too (seen when an etcd member is killed).
+	if ee, ok := errors.AsType[rpctypes.EtcdError](err); ok && (ee.Code() == codes.Unavailable || ee.Code() == codes.DeadlineExceeded) {
+		return fmt.Errorf("etcdstore: %s: %w: %w", op, store.ErrUnavailable, err)
+	}
 	return fmt.Errorf("etcdstore: %s: %w", op, err)
 }
 
