@@ -46,9 +46,9 @@ type config struct {
 	watchSendTimeout time.Duration
 
 	// The JSON/HTTP API and the console on the HTTP port.
-	httpAPI bool
-	console bool
-	decisionRecord   server.DecisionRecord
+	httpAPI        bool
+	console        bool
+	decisionRecord server.DecisionRecord
 }
 
 // envName is the environment fallback of a flag: --tls-cert is
