@@ -132,9 +132,14 @@ func applyBootstrap(ctx context.Context, st store.Store, seed []*bootstrapPolicy
 			return fmt.Errorf("bootstrap %s: %w", b.p.GetName(), err)
 		}
 		stored, err := st.Create(ctx, b.p)
+		var hostTaken *store.HostConflictError
 		switch {
+		case errors.As(err, &hostTaken):
+			// The store refuses a host another policy governs, bootstrap or
+			// not: say so instead of starting without the policy.
+			return fmt.Errorf("bootstrap %s: %w", b.p.GetName(), err)
 		case errors.Is(err, store.ErrExists):
-			continue
+			continue // created meanwhile, by another replica
 		case err != nil:
 			return fmt.Errorf("bootstrap %s: %w", b.p.GetName(), err)
 		}

@@ -91,7 +91,7 @@ func openStore(ctx context.Context, cfg *config, log *slog.Logger) (store.Store,
 		return st, nil
 	}
 
-	opts := []etcdstore.Option{etcdstore.WithRetention(cfg.retainChanges)}
+	opts := []etcdstore.Option{etcdstore.WithRetention(cfg.retainChanges), etcdstore.WithLogger(log)}
 	tlsConf, err := etcdTLS(cfg)
 	if err != nil {
 		return nil, err

@@ -169,3 +169,21 @@ func TestRunEtcdRestoredFromBolt(t *testing.T) {
 		t.Errorf("GetPolicy on a replica = %v", err)
 	}
 }
+
+// TestBootstrapHostConflict: --bootstrap goes through the store's
+// transaction like any write, so two policies claiming one host are refused
+// (the second one names the first).
+func TestBootstrapHostConflict(t *testing.T) {
+	boot := writeFile(t, "boot.yaml", `
+- name: policies/one
+  hosts: [api.example.com]
+- name: policies/two
+  hosts: [API.example.com]
+`)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*1e9)
+	defer cancel()
+	err := run(ctx, []string{"--listen", "127.0.0.1:0", "--http-listen", "", "--db", filepath.Join(t.TempDir(), "c.db"), "--bootstrap", boot}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "policies/two") || !strings.Contains(err.Error(), "already governed by policies/one") {
+		t.Errorf("run with two bootstrap policies claiming one host = %v, want a refusal naming both", err)
+	}
+}

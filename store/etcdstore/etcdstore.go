@@ -50,6 +50,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -107,6 +108,7 @@ type options struct {
 	watchBuffer    int
 	now            func() time.Time
 	client         *clientv3.Client
+	log            *slog.Logger
 }
 
 // WithTLS sets the TLS configuration of the connection to etcd (client
@@ -166,6 +168,17 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
+// WithLogger sets where the store logs that it lost or regained its
+// watch of etcd (default: nowhere). While the watch is broken the replica
+// does not learn of other replicas' writes.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.log = l
+		}
+	}
+}
+
 // WithClient makes the store use c instead of dialing; Close then leaves
 // c open. For tests and for processes that share one client.
 func WithClient(c *clientv3.Client) Option { return func(o *options) { o.client = c } }
@@ -201,6 +214,7 @@ func Open(ctx context.Context, endpoints []string, prefix string, opts ...Option
 		maxChanges:     DefaultMaxChanges,
 		watchBuffer:    DefaultWatchBuffer,
 		now:            time.Now,
+		log:            slog.New(slog.DiscardHandler),
 	}
 	for _, opt := range opts {
 		opt(&o)

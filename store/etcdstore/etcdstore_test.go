@@ -73,6 +73,11 @@ func TestUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for ev := range w.Events() { // the initial state, read before etcd goes
+		if ev.Type == store.EventSynced {
+			break
+		}
+	}
 	srv.Stop()
 	calls := []struct {
 		name string
@@ -111,7 +116,7 @@ func TestUnavailable(t *testing.T) {
 			}
 		})
 	}
-	// A watch that was open stays open: a replica keeps its last state.
+	// A synced watch stays open: a replica keeps its last state.
 	if err := w.Err(); err != nil {
 		t.Errorf("open watch ended with %v when etcd went down", err)
 	}

@@ -177,9 +177,14 @@ func (src source) CheckSince(ctx context.Context, since int64) error {
 func (s *Store) feed(ctx context.Context, etcdRev int64) {
 	defer close(s.fed)
 	delay := feedRetryMin
+	broken := false
 	for ctx.Err() == nil {
 		from, err := s.catchUp(ctx, etcdRev)
 		if err == nil {
+			if broken {
+				s.opts.log.Info("etcd watch restored; caught up from the change log", "prefix", s.prefix, "revision", s.hub.Published())
+				broken = false
+			}
 			etcdRev, err = s.follow(ctx, from)
 		}
 		if ctx.Err() != nil {
@@ -188,6 +193,11 @@ func (s *Store) feed(ctx context.Context, etcdRev int64) {
 		if err == nil {
 			delay = feedRetryMin
 			continue
+		}
+		if !broken {
+			// Decisions go on from the snapshot; they just stop changing.
+			s.opts.log.Warn("etcd watch broken; this replica no longer sees writes until it is restored", "prefix", s.prefix, "revision", s.hub.Published(), "err", err)
+			broken = true
 		}
 		select {
 		case <-ctx.Done():
