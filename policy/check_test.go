@@ -661,3 +661,38 @@ func sortedNames(n int) string {
 	}
 	return strings.Join(names, ",")
 }
+
+// TestOtherSchemeOrigins: origins that extensions and app shells send are
+// exact patterns; an extension's may carry credentials, a shared app
+// shell's only with the dangerous flag.
+func TestOtherSchemeOrigins(t *testing.T) {
+	const ext, shell = "chrome-extension://abcdefghijklmnopabcdefghijklmnop", "capacitor://localhost"
+	p := mustCompile(t, Config{Origins: []Origin{{Pattern: ext, AllowCredentials: true}, {Pattern: shell}, {Pattern: "https://*.example.com"}}})
+	tests := []struct {
+		origin string
+		want   Reason
+		creds  bool
+	}{
+		{origin: ext, want: ReasonAllowed, creds: true},
+		{origin: shell, want: ReasonAllowed},
+		{origin: "ionic://localhost", want: ReasonOriginNotAllowed},
+		{origin: "chrome-extension://other", want: ReasonOriginNotAllowed},
+		{origin: "CAPACITOR://localhost", want: ReasonOriginMalformed},
+	}
+	for _, tt := range tests {
+		d := p.Check(get(tt.origin))
+		hasCreds := false
+		for _, h := range d.Headers() {
+			hasCreds = hasCreds || h.Name == "Access-Control-Allow-Credentials"
+		}
+		if d.Reason != tt.want || hasCreds != tt.creds {
+			t.Errorf("Check(%s) = %v, credentials %v; want %v, %v", tt.origin, d.Reason, hasCreds, tt.want, tt.creds)
+		}
+	}
+	if _, err := Compile(Config{Origins: []Origin{{Pattern: shell, AllowCredentials: true}}}); err == nil {
+		t.Errorf("Compile accepted credentials for %s, which every app built on the shell sends", shell)
+	}
+	if _, err := Compile(Config{Origins: []Origin{{Pattern: shell, AllowCredentials: true, DangerouslyAllowInsecureCredentials: true}}}); err != nil {
+		t.Errorf("Compile refused credentials for %s with the dangerous flag: %v", shell, err)
+	}
+}

@@ -238,6 +238,15 @@ func credentialsProblem(pt pattern, o Origin) *problem {
 		return problemf("set allow_credentials to false",
 			`"null" never allows credentials: sandboxed documents, file: URLs and redirects all send it, so anyone can`)
 	}
+	if pt.scheme == schemeOther {
+		// An extension's origin names that one extension; an app shell's
+		// (capacitor://localhost) is the same for every app built on it.
+		if pt.host == "localhost" && !o.DangerouslyAllowInsecureCredentials {
+			return problemf(`set dangerously_allow_insecure_credentials if you accept the risk`,
+				"credentials for %s: every app built on that shell sends this same origin", pt.canon)
+		}
+		return nil
+	}
 	if !o.DangerouslyAllowInsecureCredentials && !secureHost(pt) {
 		return problemf(`use an https origin, or set dangerously_allow_insecure_credentials if you accept the risk`,
 			"credentials for an http origin that is neither localhost nor a loopback address: a network attacker can impersonate it")
@@ -423,8 +432,8 @@ func (p *Policy) foldExactCredentials() {
 			continue
 		}
 		o, ok := parseRequestOrigin(key)
-		if !ok {
-			continue // cannot happen: canonical patterns are canonical origins
+		if !ok || o.scheme < 0 {
+			continue // another scheme: no wildcard covers it
 		}
 		if m := p.matchWildcards(&o); m.found && m.creds {
 			p.exact[key] = true
