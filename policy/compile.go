@@ -190,6 +190,10 @@ func compileOrigins(p *Policy, rules []Origin, errs *errorList) []Origin {
 			continue
 		}
 		seen[pt.canon] = i
+		if prob := publicSuffixProblem(pt, o); prob != nil {
+			errs.add(field+".pattern", o.Pattern, prob)
+			continue
+		}
 		if o.AllowCredentials {
 			if prob := credentialsProblem(pt, o); prob != nil {
 				errs.add(field+".allow_credentials", "true", prob)
@@ -226,6 +230,21 @@ func compileOrigins(p *Policy, rules []Origin, errs *errorList) []Origin {
 	}
 	p.anyToEveryone = p.any && !anyCreds && !p.null
 	return out
+}
+
+// publicSuffixProblem refuses a subdomain wildcard directly under a public
+// suffix (https://*.co.uk, https://*.github.io), with or without
+// credentials, unless the rule says the operator means it: anyone can
+// register a name there, so no one means to trust them all.
+func publicSuffixProblem(pt pattern, o Origin) *problem {
+	if pt.kind != patternSubdomains || o.DangerouslyAllowWildcardUnderPublicSuffix || o.DangerouslyAllowCredentialsUnderPublicSuffix || pt.host == "localhost" {
+		return nil
+	}
+	if ps, _ := publicsuffix.PublicSuffix(pt.host); ps == pt.host {
+		return problemf(`list the trusted origins exactly, or set dangerously_allow_wildcard_under_public_suffix if you accept the risk`,
+			"every subdomain of the public suffix %q: anyone can register one", pt.host)
+	}
+	return nil
 }
 
 // credentialsProblem says why a rule may not allow credentials, or nil.

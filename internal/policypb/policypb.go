@@ -49,6 +49,7 @@ func ToConfig(p *corsdv1.Policy) policy.Config {
 				Description:      o.GetDescription(),
 				DangerouslyAllowCredentialsUnderPublicSuffix: o.GetDangerouslyAllowCredentialsUnderPublicSuffix(),
 				DangerouslyAllowInsecureCredentials:          o.GetDangerouslyAllowInsecureCredentials(),
+				DangerouslyAllowWildcardUnderPublicSuffix:    o.GetDangerouslyAllowWildcardUnderPublicSuffix(),
 			})
 		}
 	}
@@ -82,6 +83,7 @@ func FromConfig(c policy.Config) *corsdv1.Policy {
 			Description:      o.Description,
 			DangerouslyAllowCredentialsUnderPublicSuffix: o.DangerouslyAllowCredentialsUnderPublicSuffix,
 			DangerouslyAllowInsecureCredentials:          o.DangerouslyAllowInsecureCredentials,
+			DangerouslyAllowWildcardUnderPublicSuffix:    o.DangerouslyAllowWildcardUnderPublicSuffix,
 		})
 	}
 	if c.MaxAgeSet {
