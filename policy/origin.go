@@ -271,7 +271,9 @@ var unsupportedSchemes = map[string]bool{
 func isScheme(s string) bool {
 	for i := range len(s) {
 		c := s[i]
-		if !('a' <= c && c <= 'z' || i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.')) {
+		letter := 'a' <= c && c <= 'z'
+		other := '0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'
+		if !letter && (i == 0 || !other) {
 			return false
 		}
 	}
@@ -817,7 +819,7 @@ func (o *reqOrigin) parseOther(s string) bool {
 	}
 	for i := sep + 3; i < len(s); i++ {
 		// The host of another scheme is opaque: its case is kept.
-		if c := s[i]; hostChars[c] == hostInvalid && c != '[' && c != ']' && !('A' <= c && c <= 'Z') {
+		if c := s[i]; hostChars[c] == hostInvalid && c != '[' && c != ']' && (c < 'A' || c > 'Z') {
 			return false
 		}
 	}
