@@ -696,3 +696,29 @@ func TestOtherSchemeOrigins(t *testing.T) {
 		t.Errorf("Compile refused credentials for %s with the dangerous flag: %v", shell, err)
 	}
 }
+
+// TestTrailingDotAndUnderscoreOrigins: a trailing dot names a distinct
+// origin, never silently equal to the dotless one; underscores in labels
+// match as browsers send them.
+func TestTrailingDotAndUnderscoreOrigins(t *testing.T) {
+	dotless := mustCompile(t, Config{Origins: []Origin{{Pattern: "https://app.example.com"}, {Pattern: "https://*.example.org"}}})
+	dotted := mustCompile(t, Config{Origins: []Origin{{Pattern: "https://app.example.com."}, {Pattern: "https://my_app.example.net"}}})
+	tests := []struct {
+		p      *Policy
+		origin string
+		want   Reason
+	}{
+		{p: dotless, origin: "https://app.example.com", want: ReasonAllowed},
+		{p: dotless, origin: "https://app.example.com.", want: ReasonOriginNotAllowed},
+		{p: dotless, origin: "https://a.example.org.", want: ReasonOriginNotAllowed},
+		{p: dotted, origin: "https://app.example.com.", want: ReasonAllowed},
+		{p: dotted, origin: "https://app.example.com", want: ReasonOriginNotAllowed},
+		{p: dotted, origin: "https://my_app.example.net", want: ReasonAllowed},
+		{p: dotted, origin: "https://myapp.example.net", want: ReasonOriginNotAllowed},
+	}
+	for _, tt := range tests {
+		if got := tt.p.Check(get(tt.origin)).Reason; got != tt.want {
+			t.Errorf("Check(%s).Reason = %v, want %v", tt.origin, got, tt.want)
+		}
+	}
+}

@@ -230,9 +230,21 @@ func parsePattern(s string) (pattern, *problem) {
 		return pattern{}, problemf(`write "*" as the whole leftmost label, as in "https://*.example.com"`,
 			"* may only be the whole leftmost label of the host")
 	}
-	h, ip, prob := normalizeHostname(host)
+	// A trailing dot names a distinct origin (browsers send it as written):
+	// kept, never dropped. Wildcards do not combine with it.
+	trailingDot := false
+	if p.kind != patternSubdomains && len(host) > 1 && host[len(host)-1] == '.' && host[len(host)-2] != '.' {
+		host, trailingDot = host[:len(host)-1], true
+	}
+	h, ip, prob := normalizeOriginHostname(host)
 	if prob != nil {
 		return pattern{}, prob
+	}
+	if trailingDot {
+		if ip {
+			return pattern{}, problemf(fmt.Sprintf("remove the trailing dot: %q", host), "an IP address with a trailing dot is not an origin browsers send")
+		}
+		h += "."
 	}
 	if ip && p.kind == patternSubdomains {
 		return pattern{}, problemf("list the IP origins exactly",
@@ -302,6 +314,30 @@ func parseOtherPattern(scheme, rest string) (pattern, *problem) {
 		}
 	}
 	return pattern{kind: patternExact, canon: base, scheme: schemeOther, host: rest}, nil
+}
+
+// normalizeOriginHostname is normalizeHostname for origin patterns, which
+// also accept underscores in ASCII labels, as browsers do in origins
+// (IDNA's STD3 rules refuse them): the host is checked with each
+// underscore read as a letter, and kept with its underscores.
+func normalizeOriginHostname(host string) (string, bool, *problem) {
+	if strings.IndexByte(host, '_') < 0 {
+		return normalizeHostname(host)
+	}
+	for i := range len(host) {
+		if host[i] >= 0x80 {
+			return normalizeHostname(host) // refused: underscores only in ASCII names
+		}
+	}
+	lower := strings.ToLower(host)
+	h, ip, prob := normalizeHostname(strings.ReplaceAll(lower, "_", "a"))
+	if prob != nil || ip || h != strings.ReplaceAll(lower, "_", "a") {
+		if prob == nil {
+			prob = problemf("check the spelling of the host name", "host %q is not a valid domain name", host)
+		}
+		return "", false, prob
+	}
+	return lower, false, nil
 }
 
 // splitHostPort splits "host[:port]" where host may be a bracketed IPv6
