@@ -56,6 +56,11 @@ type Origin struct {
 	// DangerouslyAllowInsecureCredentials permits credentials for an origin
 	// that is neither https, loopback nor localhost.
 	DangerouslyAllowInsecureCredentials bool
+	// DangerouslyAllowWildcardUnderPublicSuffix permits a subdomain
+	// wildcard directly under a public suffix (http://*.com), with or
+	// without credentials. DangerouslyAllowCredentialsUnderPublicSuffix
+	// implies it.
+	DangerouslyAllowWildcardUnderPublicSuffix bool
 }
 
 // Request is what a decision needs of one HTTP request. Header fields hold

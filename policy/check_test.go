@@ -661,3 +661,64 @@ func sortedNames(n int) string {
 	}
 	return strings.Join(names, ",")
 }
+
+// TestOtherSchemeOrigins: origins that extensions and app shells send are
+// exact patterns; an extension's may carry credentials, a shared app
+// shell's only with the dangerous flag.
+func TestOtherSchemeOrigins(t *testing.T) {
+	const ext, shell = "chrome-extension://abcdefghijklmnopabcdefghijklmnop", "capacitor://localhost"
+	p := mustCompile(t, Config{Origins: []Origin{{Pattern: ext, AllowCredentials: true}, {Pattern: shell}, {Pattern: "https://*.example.com"}}})
+	tests := []struct {
+		origin string
+		want   Reason
+		creds  bool
+	}{
+		{origin: ext, want: ReasonAllowed, creds: true},
+		{origin: shell, want: ReasonAllowed},
+		{origin: "ionic://localhost", want: ReasonOriginNotAllowed},
+		{origin: "chrome-extension://other", want: ReasonOriginNotAllowed},
+		{origin: "CAPACITOR://localhost", want: ReasonOriginMalformed},
+	}
+	for _, tt := range tests {
+		d := p.Check(get(tt.origin))
+		hasCreds := false
+		for _, h := range d.Headers() {
+			hasCreds = hasCreds || h.Name == "Access-Control-Allow-Credentials"
+		}
+		if d.Reason != tt.want || hasCreds != tt.creds {
+			t.Errorf("Check(%s) = %v, credentials %v; want %v, %v", tt.origin, d.Reason, hasCreds, tt.want, tt.creds)
+		}
+	}
+	if _, err := Compile(Config{Origins: []Origin{{Pattern: shell, AllowCredentials: true}}}); err == nil {
+		t.Errorf("Compile accepted credentials for %s, which every app built on the shell sends", shell)
+	}
+	if _, err := Compile(Config{Origins: []Origin{{Pattern: shell, AllowCredentials: true, DangerouslyAllowInsecureCredentials: true}}}); err != nil {
+		t.Errorf("Compile refused credentials for %s with the dangerous flag: %v", shell, err)
+	}
+}
+
+// TestTrailingDotAndUnderscoreOrigins: a trailing dot names a distinct
+// origin, never silently equal to the dotless one; underscores in labels
+// match as browsers send them.
+func TestTrailingDotAndUnderscoreOrigins(t *testing.T) {
+	dotless := mustCompile(t, Config{Origins: []Origin{{Pattern: "https://app.example.com"}, {Pattern: "https://*.example.org"}}})
+	dotted := mustCompile(t, Config{Origins: []Origin{{Pattern: "https://app.example.com."}, {Pattern: "https://my_app.example.net"}}})
+	tests := []struct {
+		p      *Policy
+		origin string
+		want   Reason
+	}{
+		{p: dotless, origin: "https://app.example.com", want: ReasonAllowed},
+		{p: dotless, origin: "https://app.example.com.", want: ReasonOriginNotAllowed},
+		{p: dotless, origin: "https://a.example.org.", want: ReasonOriginNotAllowed},
+		{p: dotted, origin: "https://app.example.com.", want: ReasonAllowed},
+		{p: dotted, origin: "https://app.example.com", want: ReasonOriginNotAllowed},
+		{p: dotted, origin: "https://my_app.example.net", want: ReasonAllowed},
+		{p: dotted, origin: "https://myapp.example.net", want: ReasonOriginNotAllowed},
+	}
+	for _, tt := range tests {
+		if got := tt.p.Check(get(tt.origin)).Reason; got != tt.want {
+			t.Errorf("Check(%s).Reason = %v, want %v", tt.origin, got, tt.want)
+		}
+	}
+}

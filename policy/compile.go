@@ -190,6 +190,10 @@ func compileOrigins(p *Policy, rules []Origin, errs *errorList) []Origin {
 			continue
 		}
 		seen[pt.canon] = i
+		if prob := publicSuffixProblem(pt, o); prob != nil {
+			errs.add(field+".pattern", o.Pattern, prob)
+			continue
+		}
 		if o.AllowCredentials {
 			if prob := credentialsProblem(pt, o); prob != nil {
 				errs.add(field+".allow_credentials", "true", prob)
@@ -228,6 +232,21 @@ func compileOrigins(p *Policy, rules []Origin, errs *errorList) []Origin {
 	return out
 }
 
+// publicSuffixProblem refuses a subdomain wildcard directly under a public
+// suffix (https://*.co.uk, https://*.github.io), with or without
+// credentials, unless the rule says the operator means it: anyone can
+// register a name there, so no one means to trust them all.
+func publicSuffixProblem(pt pattern, o Origin) *problem {
+	if pt.kind != patternSubdomains || o.DangerouslyAllowWildcardUnderPublicSuffix || o.DangerouslyAllowCredentialsUnderPublicSuffix || pt.host == "localhost" {
+		return nil
+	}
+	if ps, _ := publicsuffix.PublicSuffix(pt.host); ps == pt.host {
+		return problemf(`list the trusted origins exactly, or set dangerously_allow_wildcard_under_public_suffix if you accept the risk`,
+			"every subdomain of the public suffix %q: anyone can register one", pt.host)
+	}
+	return nil
+}
+
 // credentialsProblem says why a rule may not allow credentials, or nil.
 func credentialsProblem(pt pattern, o Origin) *problem {
 	switch pt.kind {
@@ -237,6 +256,15 @@ func credentialsProblem(pt pattern, o Origin) *problem {
 	case patternNull:
 		return problemf("set allow_credentials to false",
 			`"null" never allows credentials: sandboxed documents, file: URLs and redirects all send it, so anyone can`)
+	}
+	if pt.scheme == schemeOther {
+		// An extension's origin names that one extension; an app shell's
+		// (capacitor://localhost) is the same for every app built on it.
+		if pt.host == "localhost" && !o.DangerouslyAllowInsecureCredentials {
+			return problemf(`set dangerously_allow_insecure_credentials if you accept the risk`,
+				"credentials for %s: every app built on that shell sends this same origin", pt.canon)
+		}
+		return nil
 	}
 	if !o.DangerouslyAllowInsecureCredentials && !secureHost(pt) {
 		return problemf(`use an https origin, or set dangerously_allow_insecure_credentials if you accept the risk`,
@@ -423,8 +451,8 @@ func (p *Policy) foldExactCredentials() {
 			continue
 		}
 		o, ok := parseRequestOrigin(key)
-		if !ok {
-			continue // cannot happen: canonical patterns are canonical origins
+		if !ok || o.scheme < 0 {
+			continue // another scheme: no wildcard covers it
 		}
 		if m := p.matchWildcards(&o); m.found && m.creds {
 			p.exact[key] = true

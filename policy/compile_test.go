@@ -111,10 +111,29 @@ func TestCompileValidation(t *testing.T) {
 				{Pattern: "https://*.herokuapp.com"},
 			}},
 			want: []wantFieldError{
-				{Field: "origins[0].allow_credentials", Reason: `public suffix "github.io"`},
-				{Field: "origins[1].allow_credentials", Reason: `public suffix "com"`},
-				{Field: "origins[2].allow_credentials", Reason: `public suffix "co.uk"`},
+				{Field: "origins[0].pattern", Reason: `public suffix "github.io"`},
+				{Field: "origins[1].pattern", Reason: `public suffix "com"`},
+				{Field: "origins[2].pattern", Reason: `public suffix "co.uk"`},
+				{Field: "origins[5].pattern", Reason: `public suffix "herokuapp.com"`},
 			},
+		},
+		{
+			name: "wildcards under public suffixes without credentials",
+			cfg: Config{Origins: []Origin{
+				{Pattern: "http://*.com"},
+				{Pattern: "https://*.github.io:8443"},
+				{Pattern: "https://*.example.com"},
+			}},
+			want: []wantFieldError{
+				{Field: "origins[0].pattern", Reason: `public suffix "com"`},
+				{Field: "origins[1].pattern", Reason: `public suffix "github.io"`},
+			},
+		},
+		{
+			name: "wildcard under a public suffix overridden",
+			cfg: Config{Origins: []Origin{
+				{Pattern: "https://*.github.io", DangerouslyAllowWildcardUnderPublicSuffix: true},
+			}},
 		},
 		{
 			name: "credentials under a public suffix overridden",

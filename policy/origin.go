@@ -17,6 +17,8 @@ const (
 	schemeHTTP = iota
 	schemeHTTPS
 	numSchemes
+	// schemeOther marks a pattern of another scheme (exact only).
+	schemeOther = -1
 )
 
 var (
@@ -75,10 +77,15 @@ func problemf(fix, format string, args ...any) *problem {
 //   - a subdomain wildcard: "https://*.example.com" (one or more labels
 //     below example.com, never example.com itself);
 //   - a port wildcard: "http://localhost:*" (any port, including none);
-//   - "*": any origin except "null";
-//   - "null": the opaque origin.
+//   - "*": any origin ("null" and malformed ones included: the answer does
+//     not depend on the Origin);
+//   - "null": the opaque origin;
+//   - the exact origin of another scheme that browsers send: an extension's
+//     ("chrome-extension://id", "moz-extension://uuid") or an app shell's
+//     ("capacitor://localhost", "tauri://localhost"), kept as written but
+//     for the scheme's case.
 //
-// The scheme (http or https only) and host are lower-cased, an IDN host is
+// For http and https, the scheme and host are lower-cased, an IDN host is
 // converted to punycode, and the default port (80 for http, 443 for https)
 // is dropped. Everything that is not part of an origin is refused rather
 // than dropped: a path (including a lone trailing "/"), a query, a fragment,
@@ -162,8 +169,11 @@ func parsePattern(s string) (pattern, *problem) {
 		return pattern{}, problemf("write one rule per scheme, preferably https only",
 			"the scheme cannot be a wildcard")
 	default:
-		return pattern{}, problemf("use an http or https origin",
-			"scheme %q is not supported; corsd matches http and https origins", scheme)
+		if unsupportedSchemes[scheme] || !isScheme(scheme) {
+			return pattern{}, problemf("use an http or https origin, or the exact origin an extension or app shell sends (chrome-extension://id, capacitor://localhost)",
+				"scheme %q is not supported; browsers never send it as an origin", scheme)
+		}
+		return parseOtherPattern(scheme, rest)
 	}
 	if i := strings.IndexAny(rest, "/?#\\"); i >= 0 {
 		base := scheme + "://" + rest[:i]
@@ -220,9 +230,21 @@ func parsePattern(s string) (pattern, *problem) {
 		return pattern{}, problemf(`write "*" as the whole leftmost label, as in "https://*.example.com"`,
 			"* may only be the whole leftmost label of the host")
 	}
-	h, ip, prob := normalizeHostname(host)
+	// A trailing dot names a distinct origin (browsers send it as written):
+	// kept, never dropped. Wildcards do not combine with it.
+	trailingDot := false
+	if p.kind != patternSubdomains && len(host) > 1 && host[len(host)-1] == '.' && host[len(host)-2] != '.' {
+		host, trailingDot = host[:len(host)-1], true
+	}
+	h, ip, prob := normalizeOriginHostname(host)
 	if prob != nil {
 		return pattern{}, prob
+	}
+	if trailingDot {
+		if ip {
+			return pattern{}, problemf(fmt.Sprintf("remove the trailing dot: %q", host), "an IP address with a trailing dot is not an origin browsers send")
+		}
+		h += "."
 	}
 	if ip && p.kind == patternSubdomains {
 		return pattern{}, problemf("list the IP origins exactly",
@@ -246,6 +268,76 @@ func parsePattern(s string) (pattern, *problem) {
 	}
 	p.canon = b.String()
 	return p, nil
+}
+
+// unsupportedSchemes are schemes whose documents browsers never send as a
+// CORS Origin (file: and data: documents send "null"; WebSocket and FTP
+// requests carry an http(s) origin or none).
+var unsupportedSchemes = map[string]bool{
+	"file": true, "data": true, "blob": true, "about": true, "javascript": true,
+	"ws": true, "wss": true, "ftp": true, "filesystem": true,
+}
+
+// isScheme reports whether s is a URL scheme: a letter, then letters,
+// digits, "+", "-" or ".".
+func isScheme(s string) bool {
+	for i := range len(s) {
+		c := s[i]
+		letter := 'a' <= c && c <= 'z'
+		other := '0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'
+		if !letter && (i == 0 || !other) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// parseOtherPattern parses the exact origin of another scheme that browsers
+// send (a browser extension's chrome-extension://id, moz-extension://uuid,
+// safari-web-extension://uuid; an app shell's capacitor://localhost,
+// ionic://localhost, tauri://localhost). Its host is opaque to the URL
+// standard, so it is kept as written: the request must carry it byte for
+// byte. Only exact patterns exist for these schemes.
+func parseOtherPattern(scheme, rest string) (pattern, *problem) {
+	base := scheme + "://" + rest
+	switch i := strings.IndexAny(rest, "/?#\\@*"); {
+	case rest == "":
+		return pattern{}, problemf(fmt.Sprintf("write the origin the browser sends, such as %q", scheme+"://localhost"), "pattern has no host")
+	case i >= 0 && rest[i] == '*':
+		return pattern{}, problemf("list each origin of this scheme exactly", "wildcards apply only to http and https origins")
+	case i >= 0:
+		return pattern{}, problemf(fmt.Sprintf("write only the origin: %q", scheme+"://"+rest[:i]), "pattern has more than scheme://host")
+	}
+	for i := range len(rest) {
+		if c := rest[i]; !isAlnum(c) && c != '-' && c != '.' && c != '_' && c != ':' {
+			return pattern{}, problemf("write the origin the browser sends", "host contains %q", c)
+		}
+	}
+	return pattern{kind: patternExact, canon: base, scheme: schemeOther, host: rest}, nil
+}
+
+// normalizeOriginHostname is normalizeHostname for origin patterns, which
+// also accept underscores in ASCII labels, as browsers do in origins
+// (IDNA's STD3 rules refuse them): the host is checked with each
+// underscore read as a letter, and kept with its underscores.
+func normalizeOriginHostname(host string) (string, bool, *problem) {
+	if strings.IndexByte(host, '_') < 0 {
+		return normalizeHostname(host)
+	}
+	for i := range len(host) {
+		if host[i] >= 0x80 {
+			return normalizeHostname(host) // refused: underscores only in ASCII names
+		}
+	}
+	lower := strings.ToLower(host)
+	h, ip, prob := normalizeHostname(strings.ReplaceAll(lower, "_", "a"))
+	if prob != nil || ip || h != strings.ReplaceAll(lower, "_", "a") {
+		if prob == nil {
+			prob = problemf("check the spelling of the host name", "host %q is not a valid domain name", host)
+		}
+		return "", false, prob
+	}
+	return lower, false, nil
 }
 
 // splitHostPort splits "host[:port]" where host may be a bracketed IPv6
@@ -762,7 +854,8 @@ func (o *reqOrigin) parseOther(s string) bool {
 		}
 	}
 	for i := sep + 3; i < len(s); i++ {
-		if c := s[i]; hostChars[c] == hostInvalid && c != '[' && c != ']' {
+		// The host of another scheme is opaque: its case is kept.
+		if c := s[i]; hostChars[c] == hostInvalid && c != '[' && c != ']' && (c < 'A' || c > 'Z') {
 			return false
 		}
 	}

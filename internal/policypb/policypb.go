@@ -50,6 +50,7 @@ func ToConfig(p *corsdv1.Policy) policy.Config {
 				Description:      o.GetDescription(),
 				DangerouslyAllowCredentialsUnderPublicSuffix: o.GetDangerouslyAllowCredentialsUnderPublicSuffix(),
 				DangerouslyAllowInsecureCredentials:          o.GetDangerouslyAllowInsecureCredentials(),
+				DangerouslyAllowWildcardUnderPublicSuffix:    o.GetDangerouslyAllowWildcardUnderPublicSuffix(),
 			})
 		}
 	}
@@ -83,6 +84,7 @@ func FromConfig(c policy.Config) *corsdv1.Policy {
 			Description:      o.Description,
 			DangerouslyAllowCredentialsUnderPublicSuffix: o.DangerouslyAllowCredentialsUnderPublicSuffix,
 			DangerouslyAllowInsecureCredentials:          o.DangerouslyAllowInsecureCredentials,
+			DangerouslyAllowWildcardUnderPublicSuffix:    o.DangerouslyAllowWildcardUnderPublicSuffix,
 		})
 	}
 	if c.MaxAgeSet {

@@ -361,8 +361,13 @@ type OriginRule struct {
 	// Allow credentials for an origin that is neither https, loopback nor
 	// localhost, so a network attacker can impersonate it.
 	DangerouslyAllowInsecureCredentials bool `protobuf:"varint,5,opt,name=dangerously_allow_insecure_credentials,json=dangerouslyAllowInsecureCredentials,proto3" json:"dangerously_allow_insecure_credentials,omitempty"`
-	unknownFields                       protoimpl.UnknownFields
-	sizeCache                           protoimpl.SizeCache
+	// Allow a subdomain wildcard directly under a public suffix
+	// (`https://*.github.io`, `http://*.com`), with or without credentials:
+	// anyone can register a name there. Implied by
+	// dangerously_allow_credentials_under_public_suffix.
+	DangerouslyAllowWildcardUnderPublicSuffix bool `protobuf:"varint,6,opt,name=dangerously_allow_wildcard_under_public_suffix,json=dangerouslyAllowWildcardUnderPublicSuffix,proto3" json:"dangerously_allow_wildcard_under_public_suffix,omitempty"`
+	unknownFields                             protoimpl.UnknownFields
+	sizeCache                                 protoimpl.SizeCache
 }
 
 func (x *OriginRule) Reset() {
@@ -426,6 +431,13 @@ func (x *OriginRule) GetDangerouslyAllowCredentialsUnderPublicSuffix() bool {
 func (x *OriginRule) GetDangerouslyAllowInsecureCredentials() bool {
 	if x != nil {
 		return x.DangerouslyAllowInsecureCredentials
+	}
+	return false
+}
+
+func (x *OriginRule) GetDangerouslyAllowWildcardUnderPublicSuffix() bool {
+	if x != nil {
+		return x.DangerouslyAllowWildcardUnderPublicSuffix
 	}
 	return false
 }
@@ -556,14 +568,15 @@ const file_corsd_v1_policy_proto_rawDesc = "" +
 	"\vcreate_time\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xb3\x02\n" +
+	"updateTime\"\x96\x03\n" +
 	"\n" +
 	"OriginRule\x12\x18\n" +
 	"\apattern\x18\x01 \x01(\tR\apattern\x12+\n" +
 	"\x11allow_credentials\x18\x02 \x01(\bR\x10allowCredentials\x12 \n" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x12g\n" +
 	"1dangerously_allow_credentials_under_public_suffix\x18\x04 \x01(\bR,dangerouslyAllowCredentialsUnderPublicSuffix\x12S\n" +
-	"&dangerously_allow_insecure_credentials\x18\x05 \x01(\bR#dangerouslyAllowInsecureCredentials\"\x87\x02\n" +
+	"&dangerously_allow_insecure_credentials\x18\x05 \x01(\bR#dangerouslyAllowInsecureCredentials\x12a\n" +
+	".dangerously_allow_wildcard_under_public_suffix\x18\x06 \x01(\bR)dangerouslyAllowWildcardUnderPublicSuffix\"\x87\x02\n" +
 	"\x06Change\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12;\n" +
 	"\vchange_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
