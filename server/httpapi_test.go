@@ -160,7 +160,7 @@ func TestHTTPAPI(t *testing.T) {
 		r := e.call(create, adminToken.Token, `{"policyId":"bad","policy":{"origins":[{"pattern":"*","allowCredentials":true},{"pattern":"https://*.github.io","allowCredentials":true}]}}`)
 		r.wantError(t, http.StatusBadRequest, "invalid_argument")
 		fv := r.fieldViolations(t)
-		for _, f := range []string{"policy.origins[0].allow_credentials", "policy.origins[1].allow_credentials"} {
+		for _, f := range []string{"policy.origins[0].allow_credentials", "policy.origins[1].pattern"} {
 			if fv[f] == "" {
 				t.Errorf("no violation of %s in %v (reply %s)", f, fv, r.raw)
 			}
