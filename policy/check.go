@@ -105,8 +105,8 @@ func (p *Policy) matchWildcards(o *reqOrigin) wildcardMatch {
 			}
 		}
 	}
-	sd := p.subdomains[o.scheme]
-	if sd == nil || o.ip || strings.HasSuffix(o.host, ".") {
+	sd, sa := p.subdomains[o.scheme], p.subdomainsAnyPort[o.scheme]
+	if sd == nil && sa == nil || o.ip || strings.HasSuffix(o.host, ".") {
 		return m
 	}
 	// The suffix with k labels starts after the k-th dot from the right.
@@ -124,8 +124,16 @@ func (p *Policy) matchWildcards(o *reqOrigin) wildcardMatch {
 		} else {
 			dot = nthDotFromRight(o.host, k)
 		}
-		// o.hostport[dot+1:] is the suffix followed by the origin's port.
+		// o.hostport[dot+1:] is the suffix followed by the origin's port;
+		// o.host[dot+1:] the suffix alone, for rules of any port.
 		if creds, ok := sd[o.hostport[dot+1:]]; ok {
+			m.found = true
+			if creds {
+				m.creds = true
+				return m
+			}
+		}
+		if creds, ok := sa[o.host[dot+1:]]; ok {
 			m.found = true
 			if creds {
 				m.creds = true

@@ -722,3 +722,31 @@ func TestTrailingDotAndUnderscoreOrigins(t *testing.T) {
 		}
 	}
 }
+
+// TestSubdomainAndPortWildcard: "https://*.example.com:*" matches every
+// subdomain on every port, never the apex, never another scheme.
+func TestSubdomainAndPortWildcard(t *testing.T) {
+	p := mustCompile(t, Config{Origins: []Origin{{Pattern: "https://*.example.com:*", AllowCredentials: true}, {Pattern: "https://a.example.com:8443"}}})
+	tests := []struct {
+		origin string
+		want   Reason
+		creds  bool
+	}{
+		{origin: "https://a.example.com", want: ReasonAllowed, creds: true},
+		{origin: "https://a.b.example.com:8443", want: ReasonAllowed, creds: true},
+		{origin: "https://a.example.com:8443", want: ReasonAllowed, creds: true}, // folded into the exact rule
+		{origin: "https://example.com:8443", want: ReasonOriginNotAllowed},
+		{origin: "http://a.example.com:8443", want: ReasonOriginNotAllowed},
+		{origin: "https://a.example.com.evil:8443", want: ReasonOriginNotAllowed},
+	}
+	for _, tt := range tests {
+		d := p.Check(get(tt.origin))
+		creds := false
+		for _, h := range d.Headers() {
+			creds = creds || h.Name == "Access-Control-Allow-Credentials"
+		}
+		if d.Reason != tt.want || creds != tt.creds {
+			t.Errorf("Check(%s) = %v credentials %v, want %v %v", tt.origin, d.Reason, creds, tt.want, tt.creds)
+		}
+	}
+}

@@ -38,9 +38,12 @@ type Policy struct {
 	// ("example.com" for https://*.example.com); the value is whether the
 	// rule allows credentials. suffixLabels[scheme] has bit k set when some
 	// suffix has k labels, so a lookup only tries suffixes that can match.
-	subdomains      [numSchemes]map[string]bool
-	suffixLabels    [numSchemes][2]uint64
-	maxSuffixLabels [numSchemes]int
+	subdomains [numSchemes]map[string]bool
+	// subdomainsAnyPort[scheme] holds the subdomain wildcards that match
+	// any port ("https://*.example.com:*") by suffix, without port.
+	subdomainsAnyPort [numSchemes]map[string]bool
+	suffixLabels      [numSchemes][2]uint64
+	maxSuffixLabels   [numSchemes]int
 	// minSuffixLabels[scheme] is the fewest labels of any suffix; more than
 	// any host can have when there is none.
 	minSuffixLabels [numSchemes]int
@@ -213,10 +216,14 @@ func compileOrigins(p *Policy, rules []Origin, errs *errorList) []Origin {
 			if pt.port != "" {
 				key += ":" + pt.port
 			}
-			if p.subdomains[pt.scheme] == nil {
-				p.subdomains[pt.scheme] = make(map[string]bool)
+			idx := &p.subdomains[pt.scheme]
+			if pt.anyPortToo {
+				idx, key = &p.subdomainsAnyPort[pt.scheme], pt.host
 			}
-			p.subdomains[pt.scheme][key] = o.AllowCredentials
+			if *idx == nil {
+				*idx = make(map[string]bool)
+			}
+			(*idx)[key] = o.AllowCredentials
 			n := strings.Count(pt.host, ".") + 1 // at most 127: hosts are at most 253 bytes
 			p.suffixLabels[pt.scheme][n/64] |= 1 << (n % 64)
 			p.maxSuffixLabels[pt.scheme] = max(p.maxSuffixLabels[pt.scheme], n)

@@ -61,12 +61,12 @@ func TestCompileValidation(t *testing.T) {
 				{Pattern: "https://app.example.com/"},
 				{Pattern: "https://ok.example.com"},
 				{Pattern: "app.example.com"},
-				{Pattern: "https://*.example.com:*"},
+				{Pattern: "https://*.*.example.com:*"},
 			}},
 			want: []wantFieldError{
 				{Field: "origins[0].pattern", Reason: "slash"},
 				{Field: "origins[2].pattern", Reason: "no scheme"},
-				{Field: "origins[3].pattern", Reason: "cannot combine"},
+				{Field: "origins[3].pattern", Reason: "leftmost label"},
 			},
 		},
 		{

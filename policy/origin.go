@@ -60,6 +60,8 @@ type pattern struct {
 	host string
 	port string // "" for the scheme's default port
 	ip   bool   // host is an IP literal
+	// anyPortToo: a subdomain wildcard that also matches any port.
+	anyPortToo bool
 }
 
 // problem is one validation failure: what is wrong and how to fix it.
@@ -77,6 +79,7 @@ func problemf(fix, format string, args ...any) *problem {
 //   - a subdomain wildcard: "https://*.example.com" (one or more labels
 //     below example.com, never example.com itself);
 //   - a port wildcard: "http://localhost:*" (any port, including none);
+//   - both: "https://*.example.com:*";
 //   - "*": any origin ("null" and malformed ones included: the answer does
 //     not depend on the Origin);
 //   - "null": the opaque origin;
@@ -91,9 +94,10 @@ func problemf(fix, format string, args ...any) *problem {
 // than dropped: a path (including a lone trailing "/"), a query, a fragment,
 // userinfo, whitespace, a port outside 1..65535 or with leading zeros, an
 // IP literal not written canonically ("http://127.1", "http://[::0001]"),
-// host labels that fail IDNA (UTS #46) checks or start or end with a hyphen,
-// underscores, a trailing dot, and a subdomain wildcard combined with a port
-// wildcard. NormalizeOrigin is idempotent: normalizing its output returns
+// host labels that fail IDNA (UTS #46) checks or start or end with a
+// hyphen, and a trailing dot on a subdomain wildcard or an IP address. A
+// trailing dot is otherwise kept (a distinct origin), and underscores are
+// accepted in ASCII labels. NormalizeOrigin is idempotent: normalizing its output returns
 // the output.
 //
 // The error is a *FieldError whose Field is empty; its Fix tells the
@@ -215,10 +219,8 @@ func parsePattern(s string) (pattern, *problem) {
 		}
 	}
 	if strings.HasPrefix(host, "*.") {
-		if p.kind == patternAnyPort {
-			return pattern{}, problemf("write one rule per port, such as \"https://*.example.com:8443\", or one rule per host with \":*\"",
-				"a pattern cannot combine a subdomain wildcard and a port wildcard")
-		}
+		// "https://*.example.com:*": any subdomain on any port.
+		p.anyPortToo = p.kind == patternAnyPort
 		p.kind = patternSubdomains
 		host = host[2:]
 	}
@@ -260,7 +262,7 @@ func parsePattern(s string) (pattern, *problem) {
 	}
 	b.WriteString(h)
 	switch {
-	case p.kind == patternAnyPort:
+	case p.kind == patternAnyPort || p.anyPortToo:
 		b.WriteString(":*")
 	case p.port != "":
 		b.WriteByte(':')

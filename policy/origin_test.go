@@ -98,7 +98,7 @@ var normalizeOriginTests = []struct {
 	{name: "wildcard in the middle", in: "https://a.*.example.com", wantReason: "whole leftmost label"},
 	{name: "double wildcard", in: "https://*.*.example.com", wantReason: "whole leftmost label"},
 	{name: "host only a wildcard", in: "https://*", wantReason: "only a wildcard"},
-	{name: "subdomain and port wildcard", in: "https://*.example.com:*", wantReason: "cannot combine"},
+	{name: "subdomain and port wildcard", in: "HTTPS://*.Example.com:*", want: "https://*.example.com:*"},
 	{name: "wildcard over an IP", in: "http://*.0.0.1", wantReason: "not a canonical IPv4"},
 	{name: "wildcard over an IPv4", in: "http://*.1.2.3.4", wantReason: "cannot cover an IP"},
 	{name: "underscore", in: "https://My_App.example.com", want: "https://my_app.example.com"},
