@@ -401,3 +401,74 @@ func TestAuthzCodec(t *testing.T) {
 		t.Errorf("round trip = %v, %v; want %v", back, err, m)
 	}
 }
+
+// FuzzAuthzKeptAnswers: one server keeps answers across every input; each
+// answer it sends (decoded) must equal the one a fresh server renders, for
+// random origins, methods and request headers against policies with exact
+// and wildcard origins, cross-origin protection, report-only and disabled
+// modes, in every record form.
+func FuzzAuthzKeptAnswers(f *testing.F) {
+	f.Add("GET", "https://a1.acme.example", "", "", uint8(0), uint8(1))
+	f.Add("OPTIONS", "https://app.example.com", "PUT", "content-type", uint8(0), uint8(2))
+	f.Add("OPTIONS", "https://b.open.example", "DELETE", "x-a", uint8(0), uint8(0))
+	f.Add("POST", "https://evil.example", "", "", uint8(2), uint8(1))
+	f.Add("GET", "null", "", "", uint8(1), uint8(2))
+	f.Add("PUT", "https://app.example.com", "", "", uint8(3), uint8(0))
+	f.Add("OPTIONS", "https://a.acme.example", "PATCH", "x-one,x-two", uint8(6), uint8(1))
+	f.Add("OPTIONS", "https://a.acme.example", "PURGE", "x-three", uint8(6), uint8(1))
+	d := echoDecider(f, 7, "")
+	for name, p := range newExtauthzDecider(f).byHost {
+		if _, ok := d.byHost[name]; !ok {
+			d.byHost[name] = p
+		}
+	}
+	// Any method and request header, with credentials: the answer names
+	// what was asked for, beyond the Origin.
+	star, err := policy.Compile(policy.Config{
+		Name: "policies/star", Revision: 9, Hosts: []string{"star.example.com"},
+		Origins:        []policy.Origin{{Pattern: "https://*.acme.example", AllowCredentials: true}, {Pattern: "https://*.open.example"}},
+		AllowedMethods: []string{"*"}, AllowedRequestHeaders: []string{"*"},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	d.byHost["star.example.com"] = star
+	hosts := []string{"api.example.com", "public.example.com", "guarded.example.com", "shadow.example.com", "off.example.com", "unknown.example", "star.example.com"}
+	var warm [3]*authzServer
+	for i, rec := range authzRecords {
+		warm[i] = newAuthzServerRecord(d, rec)
+	}
+	f.Fuzz(func(t *testing.T, method, origin, acrm, acrh string, host, rec uint8) {
+		h := map[string]string{"sec-fetch-site": "cross-site"}
+		for k, v := range map[string]string{"origin": origin, "access-control-request-method": acrm, "access-control-request-headers": acrh} {
+			if v != "" {
+				h[k] = v
+			}
+		}
+		req := authzHeaderReq(method, hosts[int(host)%len(hosts)], h)
+		r := authzRecords[int(rec)%len(authzRecords)]
+		want, err := newAuthzServerRecord(d, r).Check(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			v, err := warm[int(rec)%len(authzRecords)].checkWire(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ok := v.(*authv3.CheckResponse)
+			if w, isWire := v.(*authzWire); isWire {
+				got, ok = &authv3.CheckResponse{}, true
+				if err := proto.Unmarshal(w.b, got); err != nil {
+					t.Fatalf("kept bytes do not decode: %v", err)
+				}
+			}
+			if !ok {
+				t.Fatalf("checkWire answered %T", v)
+			}
+			if !proto.Equal(want, got) {
+				t.Fatalf("sent\n%v\nwant\n%v", got, want)
+			}
+		}
+	})
+}
