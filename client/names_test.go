@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -187,7 +188,7 @@ func TestWatcherLogsMissingPolicies(t *testing.T) {
 
 	createPolicy(t, admin, "acme", "https://a.example.com")
 	eventually(t, 5*time.Second, "no log line for the policy created again", func() bool {
-		return logs.count(slog.LevelInfo, acme, "exists again") > 0
+		return logs.count(slog.LevelInfo, acme, "now exists") > 0
 	})
 	// Force a later change through the stream, then count: each name was
 	// logged once, however many snapshots followed.
@@ -233,5 +234,43 @@ func TestMiddlewareUnknownPolicyLogs(t *testing.T) {
 				t.Errorf("%d warnings for %s, want 1", n, tt.policy)
 			}
 		})
+	}
+}
+
+// TestWatcherLogsPolicyGoneWhileAway: a policy deleted while the service was
+// down is in its cache file but not in corsd's first snapshot.
+func TestWatcherLogsPolicyGoneWhileAway(t *testing.T) {
+	d := newCorsd(t)
+	admin := d.client()
+	createPolicy(t, admin, "acme", "https://a.example.com")
+	cache := filepath.Join(t.TempDir(), "cache.json")
+	w1, err := client.NewWatcher(d.client(), []string{acme}, client.WithCacheFile(cache), quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := stoppableWatcher(t, w1)
+	waitReady(t, w1)
+	stop() // flushes the cache
+	if _, err := admin.Policies().DeletePolicy(t.Context(), &corsdv1.DeletePolicyRequest{Name: acme}); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs logRecorder
+	w2, err := client.NewWatcher(d.client(), []string{acme}, client.WithCacheFile(cache), logs.option())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !w2.Ready() {
+		t.Fatal("not ready from the cache file")
+	}
+	if _, err := w2.NewMiddleware(acme); err != nil {
+		t.Fatalf("NewMiddleware(%s) with %s in the cache file: %v", acme, acme, err)
+	}
+	runWatcher(t, w2)
+	eventually(t, 5*time.Second, "no log line for the policy deleted while away", func() bool {
+		return logs.count(slog.LevelWarn, acme, "disappeared") > 0
+	})
+	if _, err := w2.NewMiddleware(acme); !errors.Is(err, client.ErrUnknownPolicy) {
+		t.Errorf("NewMiddleware(%s) after corsd's snapshot: error = %v, want ErrUnknownPolicy", acme, err)
 	}
 }

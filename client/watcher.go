@@ -268,9 +268,9 @@ func (w *Watcher) note(ctx context.Context, name string, prev, next *snapshot) {
 	case has:
 		if w.absent[name] {
 			delete(w.absent, name)
-			w.cfg.logger.InfoContext(ctx, "client: watched policy exists again", "policy", name, "revision", next.revision)
+			w.cfg.logger.InfoContext(ctx, "client: watched policy now exists", "policy", name, "revision", next.revision)
 		}
-	case had && prev != next:
+	case had:
 		w.markAbsent(name)
 		w.cfg.logger.WarnContext(ctx, "client: watched policy disappeared; its middleware now decides \"no policy\"", "policy", name, "revision", next.revision)
 	case !w.absent[name]:
