@@ -13,7 +13,16 @@
 //		client.WithCacheFile("/var/cache/acme/cors.json"))
 //	...
 //	go w.Run(ctx)
-//	http.ListenAndServe(":8080", w.Middleware("policies/acme")(mux))
+//	_ = w.WaitReady(readyCtx) // optional: lets NewMiddleware check the name
+//	cors, err := w.NewMiddleware("policies/acme")
+//	...
+//	http.ListenAndServe(":8080", cors(mux))
+//
+// An explicit policy name that does not exist is never a quiet "no
+// policy": NewMiddleware returns an error wrapping ErrUnknownPolicy when the
+// Watcher does not watch the name or its snapshot lacks it, and the Watcher
+// logs a warning for a watched name its first snapshot lacks and for a
+// policy deleted later.
 //
 // The Watcher keeps deciding from its last snapshot while corsd is
 // unreachable, resumes the stream from its last revision when corsd comes

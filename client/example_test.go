@@ -80,12 +80,20 @@ func ExampleWatcher_Middleware() {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /items", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "[]") })
-	cors := w.Middleware("policies/acme",
+	// With a snapshot in hand, NewMiddleware refuses a name corsd does not
+	// have; without one (corsd down, no cache), it fails closed until then.
+	readyCtx, cancelReady := context.WithTimeout(ctx, 5*time.Second)
+	_ = w.WaitReady(readyCtx)
+	cancelReady()
+	cors, err := w.NewMiddleware("policies/acme",
 		client.WithDecisionHook(func(r *http.Request, d *policy.Decision) {
 			if !d.Allowed && d.Kind != policy.KindNotCORS {
 				slog.Info("cors refused", "path", r.URL.Path, "reason", d.Reason.String(), "message", d.Message())
 			}
 		}))
+	if err != nil {
+		log.Fatal(err) // e.g. client: unknown policy: "policies/acme" is not in the snapshot at revision 42
+	}
 	log.Fatal(http.ListenAndServe("127.0.0.1:8080", cors(mux)))
 }
 

@@ -1,6 +1,8 @@
 package client
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -82,7 +84,62 @@ func WithReporter(rep *Reporter) Option {
 // changed: the hook and the reporter (WithReporter) get the decision, and
 // the request goes on. A policy that is unknown to src decides "no
 // policy": the request goes on untouched.
+//
+// Middleware cannot report a misspelt name: prefer NewMiddleware, which
+// returns an error for it. When src is a *Watcher, Middleware still makes
+// the name known to it, so that the Watcher logs a warning when its
+// snapshot lacks the name, and when the policy disappears (see Watcher).
 func Middleware(policyName string, src PolicySource, opts ...Option) func(http.Handler) http.Handler {
+	if w, ok := src.(*Watcher); ok {
+		w.expect(policyName)
+	}
+	return newMiddleware(policyName, src, opts)
+}
+
+// ErrUnknownPolicy is returned, wrapped, by NewMiddleware for a policy name
+// that its source does not have.
+var ErrUnknownPolicy = errors.New("client: unknown policy")
+
+// NewMiddleware is Middleware with the name checked at construction, so
+// that an explicit policy name never silently decides "no policy". It
+// returns an error when policyName is not of the form `policies/{id}`,
+// and one wrapping ErrUnknownPolicy when:
+//
+//   - src is a *Watcher that does not watch policyName (it was built for
+//     other names, so its snapshot can never hold it);
+//   - src is ready (a snapshot from corsd or the cache file) and does not
+//     have the policy.
+//
+// When src is not ready yet, NewMiddleware cannot tell, and succeeds: the
+// middleware fails closed until the first snapshot (see
+// WithPassThroughUntilReady), and a *Watcher logs a warning, once, if that
+// snapshot lacks the policy. A policy deleted later is logged by the
+// Watcher too; the middleware then decides "no policy" (see Middleware).
+//
+// It is a separate constructor, rather than a new signature for Middleware,
+// so that existing callers keep compiling.
+func NewMiddleware(policyName string, src PolicySource, opts ...Option) (func(http.Handler) http.Handler, error) {
+	if err := checkName(policyName); err != nil {
+		return nil, err
+	}
+	if src == nil {
+		return nil, errors.New("client: NewMiddleware needs a PolicySource")
+	}
+	if w, ok := src.(*Watcher); ok {
+		if !w.wanted(policyName) {
+			return nil, fmt.Errorf("%w: %q is not among the names the Watcher watches %q", ErrUnknownPolicy, policyName, w.names)
+		}
+		if s := w.snap.Load(); s != nil && s.policies[policyName] == nil {
+			return nil, fmt.Errorf("%w: %q is not in the snapshot at revision %d", ErrUnknownPolicy, policyName, s.revision)
+		}
+		w.expect(policyName)
+	} else if src.Ready() && src.Policy(policyName) == nil {
+		return nil, fmt.Errorf("%w: %q is not in the source's snapshot", ErrUnknownPolicy, policyName)
+	}
+	return newMiddleware(policyName, src, opts), nil
+}
+
+func newMiddleware(policyName string, src PolicySource, opts []Option) func(http.Handler) http.Handler {
 	m := &middleware{name: policyName, src: src}
 	for _, o := range opts {
 		o(m)

@@ -31,6 +31,13 @@ import (
 // that revision was compacted away (OUT_OF_RANGE) it resyncs from the
 // current state. Meanwhile lookups keep answering from the last snapshot.
 //
+// A name that is not there is never silent: when the first snapshot from
+// corsd arrives (and after every resync), the Watcher logs a warning, once
+// per name, for each watched name it lacks, and for each name given to
+// Middleware or NewMiddleware that it lacks; when such a policy is deleted
+// later, it logs a warning that the policy disappeared (its middleware then
+// decides "no policy"), and an info line if it comes back.
+//
 // A Watcher is safe for concurrent use. Build it with NewWatcher.
 type Watcher struct {
 	c     *Client
@@ -45,6 +52,11 @@ type Watcher struct {
 	running     atomic.Bool
 	dirty       chan struct{} // signals the cache writer
 	forceResync bool          // owned by Run's goroutine
+
+	mu     sync.Mutex      // guards the fields below
+	synced bool            // a snapshot from corsd has been published
+	used   map[string]bool // names given to Middleware; checked like w.names
+	absent map[string]bool // checked names already logged as missing
 }
 
 // snapshot is immutable once published.
@@ -104,8 +116,8 @@ func NewWatcher(c *Client, names []string, opts ...WatchOption) (*Watcher, error
 		return nil, fmt.Errorf("client: invalid backoff %v..%v", cfg.backoffMin, cfg.backoffMax)
 	}
 	for _, n := range names {
-		if id, ok := strings.CutPrefix(n, "policies/"); !ok || id == "" || strings.Contains(id, "/") {
-			return nil, fmt.Errorf("client: %q is not a policy name; use policies/{id}", n)
+		if err := checkName(n); err != nil {
+			return nil, err
 		}
 	}
 	w := &Watcher{
@@ -126,6 +138,13 @@ func NewWatcher(c *Client, names []string, opts ...WatchOption) (*Watcher, error
 		w.loadCache()
 	}
 	return w, nil
+}
+
+func checkName(n string) error {
+	if id, ok := strings.CutPrefix(n, "policies/"); !ok || id == "" || strings.Contains(id, "/") {
+		return fmt.Errorf("client: %q is not a policy name; use policies/{id}", n)
+	}
+	return nil
 }
 
 func normalizeNames(names []string) []string {
@@ -182,9 +201,89 @@ func (w *Watcher) Staleness() time.Duration {
 }
 
 // Middleware returns Middleware(policyName, w, opts...): an http middleware
-// that enforces the named policy from w's snapshot.
+// that enforces the named policy from w's snapshot. It cannot report an
+// unknown name (w logs it): prefer NewMiddleware.
 func (w *Watcher) Middleware(policyName string, opts ...Option) func(http.Handler) http.Handler {
 	return Middleware(policyName, w, opts...)
+}
+
+// NewMiddleware returns NewMiddleware(policyName, w, opts...): the
+// middleware, or an error wrapping ErrUnknownPolicy when w does not watch
+// policyName, or when w is ready and its snapshot lacks it.
+func (w *Watcher) NewMiddleware(policyName string, opts ...Option) (func(http.Handler) http.Handler, error) {
+	return NewMiddleware(policyName, w, opts...)
+}
+
+// expect adds name to the names w checks (see Watcher), and logs at once
+// if the snapshot from corsd lacks it.
+func (w *Watcher) expect(name string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.want != nil && !w.want[name] {
+		if !w.absent[name] {
+			w.markAbsent(name)
+			w.cfg.logger.Warn("client: middleware for a policy the Watcher does not watch; it decides \"no policy\"", "policy", name, "watched", w.names)
+		}
+		return
+	}
+	if w.want == nil {
+		if w.used == nil {
+			w.used = make(map[string]bool)
+		}
+		w.used[name] = true
+	}
+	if s := w.snap.Load(); w.synced && s != nil {
+		w.note(context.Background(), name, s, s)
+	}
+}
+
+// noteSync checks every checked name against next, the snapshot of a
+// (re)sync that replaces prev (nil, or from the cache or an older stream).
+func (w *Watcher) noteSync(ctx context.Context, prev, next *snapshot) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.synced = true
+	for _, n := range w.names {
+		w.note(ctx, n, prev, next)
+	}
+	for _, n := range slices.Sorted(maps.Keys(w.used)) {
+		w.note(ctx, n, prev, next)
+	}
+}
+
+// noteChange checks name, just put or deleted, if it is a checked name.
+func (w *Watcher) noteChange(ctx context.Context, name string, prev, next *snapshot) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.want[name] || w.used[name] {
+		w.note(ctx, name, prev, next)
+	}
+}
+
+// note logs what became of name from prev to next. w.mu must be held.
+func (w *Watcher) note(ctx context.Context, name string, prev, next *snapshot) {
+	had := prev != nil && prev.policies[name] != nil
+	has := next.policies[name] != nil
+	switch {
+	case has:
+		if w.absent[name] {
+			delete(w.absent, name)
+			w.cfg.logger.InfoContext(ctx, "client: watched policy now exists", "policy", name, "revision", next.revision)
+		}
+	case had:
+		w.markAbsent(name)
+		w.cfg.logger.WarnContext(ctx, "client: watched policy disappeared; its middleware now decides \"no policy\"", "policy", name, "revision", next.revision)
+	case !w.absent[name]:
+		w.markAbsent(name)
+		w.cfg.logger.WarnContext(ctx, "client: watched policy does not exist; its middleware decides \"no policy\"", "policy", name, "revision", next.revision)
+	}
+}
+
+func (w *Watcher) markAbsent(name string) {
+	if w.absent == nil {
+		w.absent = make(map[string]bool)
+	}
+	w.absent[name] = true
 }
 
 // Run watches the policies until ctx ends, and then returns nil. It returns
@@ -288,7 +387,10 @@ func (w *Watcher) watch(ctx context.Context) (progressed bool, err error) {
 			}
 		case corsdv1.WatchEventType_WATCH_EVENT_TYPE_SYNCED:
 			if syncing {
-				w.publish(&snapshot{revision: ev.GetRevision(), policies: pending})
+				next := &snapshot{revision: ev.GetRevision(), policies: pending}
+				prev := w.snap.Load()
+				w.publish(next)
+				w.noteSync(ctx, prev, next)
 				syncing, pending = false, nil
 				w.forceResync = false
 				w.cfg.logger.InfoContext(ctx, "client: watch synced", "revision", ev.GetRevision(), "policies", w.count())
@@ -362,6 +464,7 @@ func (w *Watcher) apply(ctx context.Context, rev int64, name string, pb *corsdv1
 		}
 	}
 	w.publish(next)
+	w.noteChange(ctx, name, old, next)
 }
 
 // advance moves the revision forward without a change (a progress notice).
