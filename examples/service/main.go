@@ -131,10 +131,16 @@ func run() error {
 		}
 	})
 	// Wrap the whole mux: preflights are OPTIONS requests that no route
-	// above matches.
+	// above matches. A policy name that does not exist is an error here
+	// once the snapshot is ready (from corsd or the cache file); before
+	// that the middleware fails closed and the Watcher logs a missing name.
+	mw, err := w.NewMiddleware(*policyName, logRefusals, client.WithReporter(rep))
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{
 		Addr:              *listen,
-		Handler:           w.Middleware(*policyName, logRefusals, client.WithReporter(rep))(mux),
+		Handler:           mw(mux),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go func() {
