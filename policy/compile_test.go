@@ -225,6 +225,34 @@ func TestCompileValidation(t *testing.T) {
 			},
 		},
 		{
+			name: "response-only names as request headers",
+			cfg: Config{AllowedRequestHeaders: []string{
+				"Access-Control-Allow-Origin", "access-control-allow-origin", "Access-Control-Allow-Credentials",
+				"Access-Control-Allow-Methods", "Access-Control-Allow-Headers", "Access-Control-Allow-Private-Network",
+				"Access-Control-Expose-Headers", "Access-Control-Max-Age", "Set-Cookie", "set-cookie2", "X-Allowed",
+			}},
+			want: func() []wantFieldError {
+				var w []wantFieldError
+				for i := range 10 {
+					w = append(w, wantFieldError{Field: fmt.Sprintf("allowed_request_headers[%d]", i), Reason: "response-only header"})
+				}
+				return w
+			}(),
+		},
+		{
+			name: "request-only names as exposed headers",
+			cfg: Config{ExposedResponseHeaders: []string{
+				"Access-Control-Request-Method", "access-control-request-headers", "Access-Control-Request-Private-Network",
+				"Origin", "X-Exposed", "Access-Control-Allow-Origin",
+			}},
+			want: []wantFieldError{
+				{Field: "exposed_response_headers[0]", Reason: "request-only header"},
+				{Field: "exposed_response_headers[1]", Reason: "request-only header"},
+				{Field: "exposed_response_headers[2]", Reason: "request-only header"},
+				{Field: "exposed_response_headers[3]", Reason: "request-only header"},
+			},
+		},
+		{
 			name: "too many headers",
 			cfg: Config{
 				AllowedRequestHeaders:  manyHeaders(MaxHeaderNames + 1),
