@@ -225,6 +225,24 @@ func TestCompileValidation(t *testing.T) {
 			},
 		},
 		{
+			name: "hosts longer than DNS allows",
+			cfg: Config{
+				Origins: []Origin{
+					{Pattern: "https://*." + dnsName(251)},
+					{Pattern: "https://*." + dnsName(252), AllowCredentials: true},
+					{Pattern: "https://" + dnsName(254)},
+					{Pattern: "https://*." + strings.Repeat("b", 64) + ".example.com"},
+				},
+				Hosts: []string{"*." + dnsName(252), dnsName(253)},
+			},
+			want: []wantFieldError{
+				{Field: "origins[1].pattern", Reason: "no origin can match it"},
+				{Field: "origins[2].pattern", Reason: "DNS names are at most 253"},
+				{Field: "origins[3].pattern", Reason: "DNS labels are at most 63"},
+				{Field: "hosts[0]", Reason: "no host can match it"},
+			},
+		},
+		{
 			name: "response-only names as request headers",
 			cfg: Config{AllowedRequestHeaders: []string{
 				"Access-Control-Allow-Origin", "access-control-allow-origin", "Access-Control-Allow-Credentials",
