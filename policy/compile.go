@@ -330,6 +330,10 @@ func compileMethods(p *Policy, methods []string, errs *errorList) []string {
 
 func compileRequestHeaders(p *Policy, names []string, errs *errorList) []string {
 	out := validHeaderNames("allowed_request_headers", "request", names, errs, func(h, lower string) *problem {
+		if isResponseOnlyHeader(lower) {
+			return problemf("remove it: corsd or the application sets it on responses; list the headers scripts send, such as Content-Type",
+				"%s is a response-only header: browsers never send it in a request", h)
+		}
 		if isForbiddenRequestHeader(lower) {
 			return problemf("remove it", "%s is a forbidden request header: browsers set it themselves and scripts cannot", h)
 		}
@@ -369,6 +373,10 @@ func compileExposedHeaders(p *Policy, names []string, errs *errorList) []string 
 		if lower == "set-cookie" || lower == "set-cookie2" {
 			return problemf("remove it; if scripts need the value, send it in another header",
 				"browsers never expose %s to scripts", h)
+		}
+		if isRequestOnlyHeader(lower) {
+			return problemf("remove it; list the response headers scripts should read, such as X-Request-Id",
+				"%s is a request-only header: responses never carry it, so exposing it does nothing", h)
 		}
 		return nil
 	})

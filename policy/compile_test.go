@@ -225,6 +225,52 @@ func TestCompileValidation(t *testing.T) {
 			},
 		},
 		{
+			name: "hosts longer than DNS allows",
+			cfg: Config{
+				Origins: []Origin{
+					{Pattern: "https://*." + dnsName(251)},
+					{Pattern: "https://*." + dnsName(252), AllowCredentials: true},
+					{Pattern: "https://" + dnsName(254)},
+					{Pattern: "https://*." + strings.Repeat("b", 64) + ".example.com"},
+				},
+				Hosts: []string{"*." + dnsName(252), dnsName(253)},
+			},
+			want: []wantFieldError{
+				{Field: "origins[1].pattern", Reason: "no origin can match it"},
+				{Field: "origins[2].pattern", Reason: "DNS names are at most 253"},
+				{Field: "origins[3].pattern", Reason: "DNS labels are at most 63"},
+				{Field: "hosts[0]", Reason: "no host can match it"},
+			},
+		},
+		{
+			name: "response-only names as request headers",
+			cfg: Config{AllowedRequestHeaders: []string{
+				"Access-Control-Allow-Origin", "access-control-allow-origin", "Access-Control-Allow-Credentials",
+				"Access-Control-Allow-Methods", "Access-Control-Allow-Headers", "Access-Control-Allow-Private-Network",
+				"Access-Control-Expose-Headers", "Access-Control-Max-Age", "Set-Cookie", "set-cookie2", "X-Allowed",
+			}},
+			want: func() []wantFieldError {
+				var w []wantFieldError
+				for i := range 10 {
+					w = append(w, wantFieldError{Field: fmt.Sprintf("allowed_request_headers[%d]", i), Reason: "response-only header"})
+				}
+				return w
+			}(),
+		},
+		{
+			name: "request-only names as exposed headers",
+			cfg: Config{ExposedResponseHeaders: []string{
+				"Access-Control-Request-Method", "access-control-request-headers", "Access-Control-Request-Private-Network",
+				"Origin", "X-Exposed", "Access-Control-Allow-Origin",
+			}},
+			want: []wantFieldError{
+				{Field: "exposed_response_headers[0]", Reason: "request-only header"},
+				{Field: "exposed_response_headers[1]", Reason: "request-only header"},
+				{Field: "exposed_response_headers[2]", Reason: "request-only header"},
+				{Field: "exposed_response_headers[3]", Reason: "request-only header"},
+			},
+		},
+		{
 			name: "too many headers",
 			cfg: Config{
 				AllowedRequestHeaders:  manyHeaders(MaxHeaderNames + 1),

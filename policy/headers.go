@@ -63,6 +63,25 @@ func isForbiddenRequestHeader(lower string) bool {
 	return ok || strings.HasPrefix(lower, "proxy-") || strings.HasPrefix(lower, "sec-")
 }
 
+// isResponseOnlyHeader reports whether the lower-case name is one only
+// responses carry: the CORS answers (Access-Control-Allow-*,
+// -Expose-Headers, -Max-Age) and cookies set by the server. Listing one as
+// an allowed request header means the CORS roles are mixed up.
+func isResponseOnlyHeader(lower string) bool {
+	switch lower {
+	case "access-control-expose-headers", "access-control-max-age", "set-cookie", "set-cookie2":
+		return true
+	}
+	return strings.HasPrefix(lower, "access-control-allow-")
+}
+
+// isRequestOnlyHeader reports whether the lower-case name is one only CORS
+// requests carry (Origin, Access-Control-Request-*): exposing it as a
+// response header does nothing.
+func isRequestOnlyHeader(lower string) bool {
+	return lower == "origin" || strings.HasPrefix(lower, "access-control-request-")
+}
+
 // isForbiddenMethod reports whether m is one of the methods the Fetch
 // standard forbids (CONNECT, TRACE, TRACK), in any case.
 func isForbiddenMethod(m string) bool {

@@ -28,16 +28,57 @@ var (
 
 // idnaProfile maps and validates host names of patterns and hosts. It is
 // strict (UTS #46 non-transitional with STD3 rules, the Bidi and ContextJ
-// rules, DNS length limits) but does not apply CheckHyphens, which would
-// refuse real host names such as "r3---sn-abc.example"; leading and trailing
-// hyphens are refused separately.
+// rules) but does not apply CheckHyphens, which would refuse real host
+// names such as "r3---sn-abc.example"; leading and trailing hyphens are
+// refused separately. The DNS length limits are checked by dnsNameProblem,
+// whose messages say which limit a host passes.
 var idnaProfile = idna.New(
 	idna.MapForLookup(),
 	idna.BidiRule(),
 	idna.Transitional(false),
-	idna.VerifyDNSLength(true),
 	idna.CheckHyphens(false),
 )
+
+// DNS limits on a name in ASCII form (RFC 1035 section 2.3.4), without a
+// trailing dot.
+const (
+	maxDNSName  = 253
+	maxDNSLabel = 63
+)
+
+// dnsNameProblem checks the ASCII host name a against the DNS limits.
+func dnsNameProblem(a string) *problem {
+	if len(a) > maxDNSName {
+		return problemf("check the host name: a DNS name is at most 253 bytes (in ASCII form)",
+			"host is %d bytes long; DNS names are at most %d", len(a), maxDNSName)
+	}
+	// Labels are named by position: a is the ASCII form, which may differ
+	// from what the operator wrote.
+	i := 0
+	for label := range strings.SplitSeq(a, ".") {
+		i++
+		switch {
+		case label == "":
+			return problemf("remove the empty label (consecutive or leading dots)", "host has an empty label")
+		case len(label) > maxDNSLabel:
+			return problemf("check the host name: a DNS label is at most 63 bytes (in ASCII form)",
+				"host label %d (from the left) is %d bytes long; DNS labels are at most %d", i, len(label), maxDNSLabel)
+		}
+	}
+	return nil
+}
+
+// wildcardLengthProblem refuses a subdomain wildcard over suffix (ASCII)
+// when no host under it fits in a DNS name: "*.suffix" counts as the
+// shortest such host, "x.suffix".
+// what names the things the wildcard would match ("origin", "host").
+func wildcardLengthProblem(suffix, what string) *problem {
+	if n := len(suffix) + 2; n > maxDNSName {
+		return problemf("shorten the suffix, or list the origins exactly",
+			"the wildcard host (\"*.\" and the suffix, in ASCII form) is %d bytes long; DNS names are at most %d, so no %s can match it", n, maxDNSName, what)
+	}
+	return nil
+}
 
 // patternKind is the kind of an origin pattern.
 type patternKind uint8
@@ -252,6 +293,11 @@ func parsePattern(s string) (pattern, *problem) {
 		return pattern{}, problemf("list the IP origins exactly",
 			"a subdomain wildcard cannot cover an IP address")
 	}
+	if p.kind == patternSubdomains {
+		if prob := wildcardLengthProblem(h, "origin"); prob != nil {
+			return pattern{}, prob
+		}
+	}
 	p.host, p.ip = h, ip
 
 	var b strings.Builder
@@ -456,6 +502,9 @@ func normalizeHostname(h string) (string, bool, *problem) {
 		return "", false, problemf("check the spelling of the host name; internationalized names must pass IDNA (UTS #46) validation",
 			"host %q is not a valid domain name (%v)", h, err)
 	}
+	if prob := dnsNameProblem(a); prob != nil {
+		return "", false, prob
+	}
 	if endsInNumber(a) {
 		if ip, err := netip.ParseAddr(a); err == nil && ip.Is4() && ip.String() == a {
 			return a, true, nil
@@ -518,6 +567,11 @@ func normalizeHostEntry(s string) (string, *problem) {
 	}
 	if wild && ip {
 		return "", problemf("list the IP addresses exactly", "a wildcard cannot cover an IP address")
+	}
+	if wild {
+		if prob := wildcardLengthProblem(h, "host"); prob != nil {
+			return "", prob
+		}
 	}
 	if wild {
 		h = "*." + h

@@ -113,14 +113,38 @@ var normalizeOriginTests = []struct {
 	{name: "leading dot", in: "https://.example.com", wantReason: "empty label"},
 	{name: "leading hyphen", in: "https://-a.example.com", wantReason: "hyphen"},
 	{name: "trailing hyphen", in: "https://a-.example.com", wantReason: "hyphen"},
-	{name: "label too long", in: "https://" + strings.Repeat("a", 64) + ".example", wantReason: "not a valid domain name"},
-	{name: "host too long", in: "https://" + strings.Repeat("a.", 127) + "example", wantReason: "not a valid domain name"},
+	{name: "label too long", in: "https://" + strings.Repeat("a", 64) + ".example", wantReason: "DNS labels are at most 63"},
+	{name: "label at the limit", in: "https://" + strings.Repeat("a", 63) + ".example", want: "https://" + strings.Repeat("a", 63) + ".example"},
+	{name: "IDN label too long in ASCII form", in: "https://" + strings.Repeat("ü", 60) + ".example", wantReason: "DNS labels are at most 63"},
+	{name: "host too long", in: "https://" + strings.Repeat("a.", 127) + "example", wantReason: "DNS names are at most 253"},
+	{name: "host at the limit", in: "https://" + dnsName(253), want: "https://" + dnsName(253)},
+	{name: "host at the limit with a trailing dot", in: "https://" + dnsName(253) + ".", want: "https://" + dnsName(253) + "."},
+	{name: "wildcard host at the limit", in: "https://*." + dnsName(251), want: "https://*." + dnsName(251)},
+	{name: "wildcard host too long", in: "https://*." + dnsName(252), wantReason: "no origin can match it"},
+	{name: "wildcard host too long with a port", in: "https://*." + dnsName(252) + ":8443", wantReason: "no origin can match it"},
+	{name: "wildcard suffix too long", in: "https://*." + dnsName(254), wantReason: "DNS names are at most 253"},
+	{name: "wildcard label too long", in: "https://*." + strings.Repeat("a", 64) + ".example", wantReason: "DNS labels are at most 63"},
+	{name: "wildcard with underscores too long", in: "https://*.a_b." + dnsName(248), wantReason: "no origin can match it"},
+	{name: "underscore label too long", in: "https://_" + strings.Repeat("a", 63) + ".example", wantReason: "DNS labels are at most 63"},
 	{name: "invalid punycode", in: "https://xn--a.example", wantReason: "not a valid domain name"},
 	{name: "ASCII punycode", in: "https://xn--abc-.example", wantReason: "not a valid domain name"},
 	{name: "bidi rule", in: "https://1\u05d0.example", wantReason: "not a valid domain name"},
 	{name: "disallowed code point", in: "https://a\u2028b.example", wantReason: "not a valid domain name"},
 	{name: "invalid UTF-8", in: "http://0\xb1", wantReason: "not valid UTF-8"},
 	{name: "pattern too long", in: "https://" + strings.Repeat("a", MaxPatternLength), wantReason: "the limit is"},
+}
+
+// dnsName returns an n-byte host name of 63-byte labels (the last one
+// shorter), ending in "example" when there is room.
+func dnsName(n int) string {
+	var b strings.Builder
+	for b.Len() < n {
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(strings.Repeat("a", min(maxDNSLabel, n-b.Len())))
+	}
+	return b.String()
 }
 
 func TestNormalizeOrigin(t *testing.T) {
@@ -198,6 +222,11 @@ func TestNormalizeHost(t *testing.T) {
 		{name: "non-canonical IPv4", in: "127.1", wantReason: "not a canonical IPv4"},
 		{name: "underscore", in: "a_b.example.com", wantReason: "not allowed"},
 		{name: "trailing dot", in: "api.example.com.", wantReason: "ends with a dot"},
+		{name: "at the DNS limit", in: dnsName(253), want: dnsName(253)},
+		{name: "longer than DNS allows", in: dnsName(254), wantReason: "DNS names are at most 253"},
+		{name: "label longer than DNS allows", in: strings.Repeat("a", 64) + ".example", wantReason: "DNS labels are at most 63"},
+		{name: "wildcard at the DNS limit", in: "*." + dnsName(251), want: "*." + dnsName(251)},
+		{name: "wildcard longer than DNS allows", in: "*." + dnsName(252), wantReason: "no host can match it"},
 		{name: "whitespace", in: "api.example.com ", wantReason: "whitespace"},
 	}
 	for _, tt := range tests {

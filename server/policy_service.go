@@ -364,8 +364,9 @@ func (ps *policyService) DeletePolicy(ctx context.Context, req *corsdv1.DeletePo
 	return &corsdv1.DeletePolicyResponse{Revision: rev}, nil
 }
 
-// AddOrigin adds a rule, or replaces the rule with the same normalized
-// pattern.
+// AddOrigin adds a rule. A pattern that normalizes to a rule already
+// present is AlreadyExists: replacing that rule would silently change its
+// credentials, which only an explicit UpdatePolicy does.
 func (ps *policyService) AddOrigin(ctx context.Context, req *corsdv1.AddOriginRequest) (*corsdv1.AddOriginResponse, error) {
 	p, err := ps.addOrigin(ctx, req)
 	if err != nil {
@@ -388,23 +389,16 @@ func (ps *policyService) addOrigin(ctx context.Context, req *corsdv1.AddOriginRe
 	mutate := func(cur *corsdv1.Policy) error {
 		next := proto.Clone(cur).(*corsdv1.Policy)
 		rule := proto.Clone(req.GetOrigin()).(*corsdv1.OriginRule)
-		idx := -1
 		if pattern, err := policy.NormalizeOrigin(rule.GetPattern()); err == nil {
 			for i, o := range next.GetOrigins() {
 				// Stored patterns are normalized already.
 				if o.GetPattern() == pattern {
-					idx = i
-					break
+					return &originExistsError{index: i, pattern: pattern}
 				}
 			}
 		}
-		if idx >= 0 {
-			next.Origins[idx] = rule
-		} else {
-			next.Origins = append(next.Origins, rule)
-			idx = len(next.Origins) - 1
-		}
-		added := fmt.Sprintf("origins[%d]", idx)
+		next.Origins = append(next.Origins, rule)
+		added := fmt.Sprintf("origins[%d]", len(next.Origins)-1)
 		norm, _, err := policypb.Normalize(next)
 		if err != nil {
 			// Problems of the added rule are the request's origin field.
@@ -419,6 +413,17 @@ func (ps *policyService) addOrigin(ctx context.Context, req *corsdv1.AddOriginRe
 		return nil
 	}
 	return ps.s.update(ctx, "add_origin", name, store.Precondition{Etag: req.GetEtag()}, mutate)
+}
+
+// originExistsError is an AddOrigin whose pattern normalizes to the stored
+// rule origins[index], whose (normalized) pattern is pattern.
+type originExistsError struct {
+	index   int
+	pattern string
+}
+
+func (e *originExistsError) Error() string {
+	return fmt.Sprintf("server: origin already present as origins[%d] %q", e.index, e.pattern)
 }
 
 // RemoveOrigin removes the rule with the given (normalized) pattern.

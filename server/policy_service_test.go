@@ -352,14 +352,44 @@ func TestAddOrigin(t *testing.T) {
 	}
 	wantPatterns(t, resp.GetPolicy(), "https://app.example.com", "https://*.example.org")
 
-	// The same pattern, spelled differently, replaces the rule in place.
-	resp, err = e.policy.AddOrigin(e.admin(), &corsdv1.AddOriginRequest{Policy: "policies/acme", Origin: &corsdv1.OriginRule{Pattern: "HTTPS://APP.example.com:443", AllowCredentials: false, Description: "replaced"}, Etag: resp.GetPolicy().GetEtag()})
+	// A new pattern is stored and answered normalized.
+	resp, err = e.policy.AddOrigin(e.admin(), &corsdv1.AddOriginRequest{Policy: "policies/acme", Origin: &corsdv1.OriginRule{Pattern: "HTTPS://New.Example.com:443"}, Etag: resp.GetPolicy().GetEtag()})
 	if err != nil {
-		t.Fatalf("AddOrigin replace: %v", err)
+		t.Fatalf("AddOrigin: %v", err)
 	}
-	wantPatterns(t, resp.GetPolicy(), "https://app.example.com", "https://*.example.org")
-	if r := resp.GetPolicy().GetOrigins()[0]; r.GetAllowCredentials() || r.GetDescription() != "replaced" {
-		t.Errorf("rule not replaced: %v", r)
+	wantPatterns(t, resp.GetPolicy(), "https://app.example.com", "https://*.example.org", "https://new.example.com")
+
+	// A pattern that normalizes to a stored rule is AlreadyExists naming
+	// that rule, and the rule keeps its credentials: changing them is an
+	// explicit update.
+	exists := []struct {
+		name, pattern, stored string
+		creds                 bool
+	}{
+		{name: "same spelling", pattern: "https://app.example.com", stored: `origins[0] "https://app.example.com"`},
+		{name: "upper case and default port", pattern: "HTTPS://APP.Example.com:443", stored: `origins[0] "https://app.example.com"`},
+		{name: "dropping credentials", pattern: "https://APP.example.com", stored: `origins[0] "https://app.example.com"`},
+		{name: "same credentials", pattern: "https://app.example.com:443", creds: true, stored: `origins[0] "https://app.example.com"`},
+		{name: "wildcard", pattern: "HTTPS://*.Example.ORG", stored: `origins[1] "https://*.example.org"`},
+	}
+	for _, tt := range exists {
+		t.Run("exists/"+tt.name, func(t *testing.T) {
+			_, err := e.policy.AddOrigin(e.admin(), &corsdv1.AddOriginRequest{Policy: "policies/acme", Origin: &corsdv1.OriginRule{Pattern: tt.pattern, AllowCredentials: tt.creds, Description: "replaced"}})
+			st := wantCode(t, err, codes.AlreadyExists)
+			if !strings.Contains(st.Message(), tt.stored) || !strings.Contains(st.Message(), "UpdatePolicy") {
+				t.Errorf("message %q does not name %s and the way to change it", st.Message(), tt.stored)
+			}
+		})
+	}
+	got, err := e.policy.GetPolicy(e.admin(), &corsdv1.GetPolicyRequest{Name: "policies/acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := got.GetPolicy().GetOrigins()[0]; !r.GetAllowCredentials() || r.GetDescription() != "" {
+		t.Errorf("stored rule changed by a refused AddOrigin: %v", r)
+	}
+	if got.GetPolicy().GetEtag() != resp.GetPolicy().GetEtag() {
+		t.Errorf("a refused AddOrigin wrote the policy: etag %s, want %s", got.GetPolicy().GetEtag(), resp.GetPolicy().GetEtag())
 	}
 
 	tests := []struct {
@@ -386,8 +416,8 @@ func TestAddOrigin(t *testing.T) {
 			wantCode(t, err, tt.code)
 		})
 	}
-	got, _ := e.policy.GetPolicy(e.admin(), &corsdv1.GetPolicyRequest{Name: "policies/acme"})
-	wantPatterns(t, got.GetPolicy(), "https://app.example.com", "https://*.example.org")
+	got, _ = e.policy.GetPolicy(e.admin(), &corsdv1.GetPolicyRequest{Name: "policies/acme"})
+	wantPatterns(t, got.GetPolicy(), "https://app.example.com", "https://*.example.org", "https://new.example.com")
 }
 
 func TestRemoveOrigin(t *testing.T) {

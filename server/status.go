@@ -124,6 +124,9 @@ func toStatus(ctx context.Context, err error) error {
 	if upe, ok := errors.AsType[*unknownPolicyError](err); ok {
 		return status.Errorf(codes.NotFound, "policy %s does not exist; name an existing policy (list the policies to see which exist) or create it", upe.name)
 	}
+	if oee, ok := errors.AsType[*originExistsError](err); ok {
+		return status.Errorf(codes.AlreadyExists, "the policy already trusts this origin as origins[%d] %q; to change that rule (such as its allow_credentials), update the policy's origins with UpdatePolicy, or remove the rule first", oee.index, oee.pattern)
+	}
 	if hce, ok := errors.AsType[*store.HostConflictError](err); ok {
 		// AlreadyExists, as for a taken name: hosts are unique like names
 		// (AIP-133), and retrying unchanged fails again.

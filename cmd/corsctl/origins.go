@@ -46,7 +46,7 @@ func (a *app) originsAddCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "add POLICY ORIGIN",
-		Short: "Trust ORIGIN in POLICY (or replace the rule with the same pattern)",
+		Short: "Trust ORIGIN in POLICY (an origin already trusted is refused)",
 		Example: `  corsctl origins add acme https://app.example.com --credentials --description "the SPA"
   corsctl origins add acme 'https://*.preview.example.com'
   corsctl origins add acme 'http://localhost:*'`,

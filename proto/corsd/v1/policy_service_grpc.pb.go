@@ -52,8 +52,9 @@ type PolicyServiceClient interface {
 	UpdatePolicy(ctx context.Context, in *UpdatePolicyRequest, opts ...grpc.CallOption) (*UpdatePolicyResponse, error)
 	// DeletePolicy deletes a policy. When etag is set it must match.
 	DeletePolicy(ctx context.Context, in *DeletePolicyRequest, opts ...grpc.CallOption) (*DeletePolicyResponse, error)
-	// AddOrigin adds one trusted origin rule to a policy, or replaces the rule
-	// with the same normalized pattern.
+	// AddOrigin adds one trusted origin rule to a policy. A pattern that
+	// normalizes to a rule already present fails with ALREADY_EXISTS naming
+	// that rule; change a rule with UpdatePolicy.
 	AddOrigin(ctx context.Context, in *AddOriginRequest, opts ...grpc.CallOption) (*AddOriginResponse, error)
 	// RemoveOrigin removes the rule with the given pattern, or NOT_FOUND.
 	RemoveOrigin(ctx context.Context, in *RemoveOriginRequest, opts ...grpc.CallOption) (*RemoveOriginResponse, error)
@@ -197,8 +198,9 @@ type PolicyServiceServer interface {
 	UpdatePolicy(context.Context, *UpdatePolicyRequest) (*UpdatePolicyResponse, error)
 	// DeletePolicy deletes a policy. When etag is set it must match.
 	DeletePolicy(context.Context, *DeletePolicyRequest) (*DeletePolicyResponse, error)
-	// AddOrigin adds one trusted origin rule to a policy, or replaces the rule
-	// with the same normalized pattern.
+	// AddOrigin adds one trusted origin rule to a policy. A pattern that
+	// normalizes to a rule already present fails with ALREADY_EXISTS naming
+	// that rule; change a rule with UpdatePolicy.
 	AddOrigin(context.Context, *AddOriginRequest) (*AddOriginResponse, error)
 	// RemoveOrigin removes the rule with the given pattern, or NOT_FOUND.
 	RemoveOrigin(context.Context, *RemoveOriginRequest) (*RemoveOriginResponse, error)
