@@ -96,8 +96,13 @@ check-generated: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## Fa
 BREAKING_AGAINST ?=
 
 .PHONY: check-breaking
-check-breaking: $(BIN)/buf ## Fail when the API breaks compatibility with main (buf breaking, FILE rules)
+check-breaking: $(BIN)/buf ## Fail when the API breaks compatibility with the last release tag (v*), else main
 	@against='$(BREAKING_AGAINST)'; \
+	if [ -z "$$against" ]; then \
+	  gitdir=$$(git rev-parse --path-format=absolute --git-common-dir); \
+	  tag=$$(git tag --list 'v*' --sort=-v:refname | head -n 1); \
+	  if [ -n "$$tag" ]; then against="$$gitdir#tag=$$tag"; fi; \
+	fi; \
 	if [ -z "$$against" ]; then \
 	  gitdir=$$(git rev-parse --path-format=absolute --git-common-dir); \
 	  for ref in refs/heads/main refs/remotes/origin/main; do \
