@@ -234,7 +234,7 @@ func (a *authenticator) authorize(ctx context.Context, fullMethod string) (conte
 		if slices.ContainsFunc(openMethodPrefixes, func(p string) bool { return strings.HasPrefix(fullMethod, p) }) {
 			return ctx, nil
 		}
-		return ctx, status.Errorf(codes.PermissionDenied, "server: no access rule for %s", fullMethod)
+		return ctx, status.Errorf(codes.PermissionDenied, "no access rule for %s", fullMethod)
 	}
 	tokens := *a.tokens.Load()
 	if need == ScopeCheck && !a.decisionAuth && (len(tokens) == 0 || !gatedMethods[fullMethod]) {
@@ -244,7 +244,7 @@ func (a *authenticator) authorize(ctx context.Context, fullMethod string) (conte
 		if isLoopbackPeer(ctx) {
 			return store.WithActor(ctx, LocalActor), nil
 		}
-		return ctx, status.Error(codes.PermissionDenied, "server: no tokens are configured, so this call is accepted only from loopback; configure tokens with --tokens-file or CORSD_TOKENS")
+		return ctx, status.Error(codes.PermissionDenied, "no tokens are configured, so this call is accepted only from loopback; configure tokens with --tokens-file or CORSD_TOKENS")
 	}
 	token, err := bearerToken(ctx)
 	if err != nil {
@@ -259,11 +259,11 @@ func (a *authenticator) authorize(ctx context.Context, fullMethod string) (conte
 		}
 	}
 	if match < 0 {
-		return ctx, status.Error(codes.Unauthenticated, "server: invalid bearer token")
+		return ctx, status.Error(codes.Unauthenticated, "invalid bearer token")
 	}
 	t := &tokens[match]
 	if t.scopes&scopeBits[need] == 0 {
-		return ctx, status.Errorf(codes.PermissionDenied, "server: token %q lacks the %q scope that %s needs", t.name, need, fullMethod)
+		return ctx, status.Errorf(codes.PermissionDenied, "token %q lacks the %q scope that %s needs", t.name, need, fullMethod)
 	}
 	return store.WithActor(ctx, t.name), nil
 }
@@ -272,14 +272,14 @@ func bearerToken(ctx context.Context) (string, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get("authorization")
 	if len(vals) == 0 {
-		return "", status.Error(codes.Unauthenticated, "server: missing bearer token: send the metadata 'authorization: Bearer <token>'")
+		return "", status.Error(codes.Unauthenticated, "missing bearer token: send the metadata 'authorization: Bearer <token>'")
 	}
 	if len(vals) > 1 {
-		return "", status.Error(codes.Unauthenticated, "server: more than one authorization header")
+		return "", status.Error(codes.Unauthenticated, "more than one authorization header")
 	}
 	scheme, token, ok := strings.Cut(strings.TrimSpace(vals[0]), " ")
 	if !ok || !strings.EqualFold(scheme, "bearer") || strings.TrimSpace(token) == "" {
-		return "", status.Error(codes.Unauthenticated, "server: malformed authorization header: want 'Bearer <token>'")
+		return "", status.Error(codes.Unauthenticated, "malformed authorization header: want 'Bearer <token>'")
 	}
 	return strings.TrimSpace(token), nil
 }

@@ -61,7 +61,7 @@ func checkDecoded(req any) error {
 		return nil
 	}
 	msg, _ := protowire.ConsumeBytes(u[n:])
-	return status.Errorf(codes.InvalidArgument, "server: the request does not decode (%s); send valid protobuf, with UTF-8 strings", msg)
+	return status.Errorf(codes.InvalidArgument, "the request does not decode (%s); send valid protobuf, with UTF-8 strings", msg)
 }
 
 func decodeUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

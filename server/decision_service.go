@@ -156,7 +156,7 @@ func (d *decisionService) watchPolicies(ctx context.Context, req *corsdv1.WatchP
 		return err
 	}
 	if start > cur {
-		return status.Errorf(codes.OutOfRange, "server: start_revision %d is past the store's revision %d; resync with start_revision 0", start, cur)
+		return status.Errorf(codes.OutOfRange, "start_revision %d is past the store's revision %d; resync with start_revision 0", start, cur)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -277,7 +277,7 @@ func (f *follower) follow(ctx context.Context, w store.Watch) error {
 	for {
 		select {
 		case <-f.d.s.shutdown:
-			return status.Errorf(codes.Unavailable, "server: shutting down; resume from revision %d", f.last)
+			return status.Errorf(codes.Unavailable, "shutting down; resume from revision %d", f.last)
 		case <-idle.C:
 			if f.last > 0 && !f.owed {
 				if err := f.snd.send(ctx, &corsdv1.WatchPoliciesResponse{Type: corsdv1.WatchEventType_WATCH_EVENT_TYPE_PROGRESS, Revision: f.last}); err != nil {
@@ -318,7 +318,7 @@ func (f *follower) follow(ctx context.Context, w store.Watch) error {
 func (f *follower) end(err error) error {
 	if errors.Is(err, errStalled) {
 		f.d.s.metrics.watchEvicted.Inc()
-		return status.Errorf(codes.ResourceExhausted, "server: the client read nothing for %s and the stream was cut off; resume from revision %d", f.d.s.opts.watchSendTimeout, f.last)
+		return status.Errorf(codes.ResourceExhausted, "the client read nothing for %s and the stream was cut off; resume from revision %d", f.d.s.opts.watchSendTimeout, f.last)
 	}
 	return err
 }
@@ -349,13 +349,13 @@ func watchEvent(ev store.Event, filter map[string]bool) *corsdv1.WatchPoliciesRe
 func watchError(err error, last int64) error {
 	switch {
 	case err == nil:
-		return status.Errorf(codes.Unavailable, "server: watch ended; resume from revision %d", last)
+		return status.Errorf(codes.Unavailable, "watch ended; resume from revision %d", last)
 	case errors.Is(err, store.ErrCompacted):
-		return status.Errorf(codes.OutOfRange, "server: revision %d was compacted away; resync with start_revision 0", last)
+		return status.Errorf(codes.OutOfRange, "revision %d was compacted away; resync with start_revision 0", last)
 	case errors.Is(err, store.ErrWatchTooSlow):
-		return status.Errorf(codes.ResourceExhausted, "server: the stream fell behind and was cut off; resume from revision %d", last)
+		return status.Errorf(codes.ResourceExhausted, "the stream fell behind and was cut off; resume from revision %d", last)
 	case errors.Is(err, store.ErrClosed):
-		return status.Errorf(codes.Unavailable, "server: shutting down; resume from revision %d", last)
+		return status.Errorf(codes.Unavailable, "shutting down; resume from revision %d", last)
 	}
 	return err
 }

@@ -35,7 +35,7 @@ func (t *extauthzDecider) Decide(_ context.Context, name string, r policy.Reques
 	t.lastName, t.lastReq = name, r
 	t.mu.Unlock()
 	if t.unavailable {
-		return policy.Decision{}, status.Error(codes.Unavailable, "server: policies are not loaded yet; retry shortly")
+		return policy.Decision{}, status.Error(codes.Unavailable, "policies are not loaded yet; retry shortly")
 	}
 	var p *policy.Policy
 	switch {

@@ -72,7 +72,7 @@ func (w *watchSlots) acquire() (release func(), err error) {
 		}, nil
 	default:
 		w.m.watchRefused.Inc()
-		return nil, status.Errorf(codes.ResourceExhausted, "server: %d WatchPolicies streams are open, the limit (--max-watchers); retry later with backoff", cap(w.slots))
+		return nil, status.Errorf(codes.ResourceExhausted, "%d WatchPolicies streams are open, the limit (--max-watchers); retry later with backoff", cap(w.slots))
 	}
 }
 
